@@ -1,0 +1,23 @@
+# The two commands a newcomer runs (see README): `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+.PHONY: setup demo test bench
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/speechpipe run demo/demo-call.flac --out out/demo
+	@echo "Open out/demo/demo-call.html in a browser; the call JSON is out/demo/demo-call.json"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/speechpipe bench
