@@ -140,6 +140,20 @@ class WhisperTranscriber:
         progress : callable, optional
             Called with seconds of audio done, for progress bars.
         """
+        from .audio import block_bounds
+
+        bounds = block_bounds(samples)
+        if len(bounds) > 2:  # long call: recognise block by block so memory stays flat
+            out = []
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                off = a / SAMPLE_RATE
+                p = None if progress is None else (lambda s, off=off: progress(off + s))
+                for u in self.transcribe(samples[a:b], progress=p):
+                    u.start, u.end = u.start + off, u.end + off
+                    for w in u.words:
+                        w.start, w.end = w.start + off, w.end + off
+                    out.append(u)
+            return out
         opts = self._options()
         if self.batched is not None:
             opts.pop("condition_on_previous_text")

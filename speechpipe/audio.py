@@ -60,6 +60,17 @@ def _decode_av(path: str) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), int(sr)
 
 
+def _only_id3(path: str) -> bool:
+    """True for a file that is an ID3v2 tag and nothing (or only padding) after it."""
+    with open(path, "rb") as f:
+        head = f.read(10)
+        if len(head) < 10 or head[:3] != b"ID3":
+            return False
+        size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+        f.seek(10 + size)
+        return not f.read(4096).strip(b"\x00")
+
+
 def resample(x: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Resample ``(channels, n)`` float32 audio with soxr (high quality).
 
@@ -76,6 +87,52 @@ def resample(x: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
     y = soxr.resample(x.T, sr, target, quality="HQ")
     y = y.reshape(-1, x.shape[0]) if y.ndim == 1 else y
     return np.ascontiguousarray(y.T, dtype=np.float32)
+
+
+# Long recordings are recognised in blocks: faster-whisper builds the log-mel
+# spectrogram of the whole array at once (~0.7 MB per second of audio with its
+# STFT intermediates), so a 2-hour call would need ~5 GB. Blocks cut at the
+# quietest point keep peak memory flat whatever the call length.
+BLOCK_S = 300.0
+BLOCK_SEARCH_S = 30.0
+
+
+def block_bounds(x: np.ndarray, sr: int = SAMPLE_RATE, max_s: float = BLOCK_S, search_s: float = BLOCK_SEARCH_S) -> list[int]:
+    """Sample indices that cut ``x`` into blocks of at most ``max_s`` seconds.
+
+    Each cut lies at the quietest 100 ms frame of the last ``search_s``
+    seconds before the limit, so words are not split.
+
+    Examples
+    --------
+    >>> block_bounds(np.zeros(16000 * 10, np.float32))
+    [0, 160000]
+    >>> len(block_bounds(np.ones(16000 * 700, np.float32))) - 1
+    3
+    """
+    n = len(x)
+    limit, search, hop = int(max_s * sr), int(search_s * sr), sr // 10
+    bounds, start = [0], 0
+    while n - start > limit:
+        lo = start + limit - search
+        seg = np.asarray(x[lo : start + limit], dtype=np.float32)
+        m = len(seg) // hop
+        energy = np.square(seg[: m * hop].reshape(m, hop)).mean(axis=1)
+        start = lo + int(np.argmin(energy)) * hop + hop // 2
+        bounds.append(start)
+    bounds.append(n)
+    return bounds
+
+
+def _friendly(detail: str, path: str) -> str:
+    """Short reason from a decoder message (without the path it repeats)."""
+    d = detail.replace(f"'{path}'", "").replace(path, "").strip(" :.")
+    low = d.lower()
+    if "format not recognised" in low or "invalid data found" in low:
+        return "not a recognised audio format (corrupt, or not audio despite its extension)"
+    if "no 'data' chunk" in low or "psf_fseek" in low or "end of file" in low:
+        return f"truncated or corrupt audio file ({d[:120]})"
+    return f"cannot decode audio ({d[:160]})"
 
 
 def load_audio(path: str | os.PathLike) -> AudioData:
@@ -100,7 +157,7 @@ def load_audio(path: str | os.PathLike) -> AudioData:
     Examples
     --------
     >>> audio = load_audio("demo/demo-call.wav")  # doctest: +SKIP
-    >>> audio.channels, audio.sample_rate
+    >>> audio.channels, audio.sample_rate  # doctest: +SKIP
     (2, 16000)
     """
     p = str(path)
@@ -126,7 +183,9 @@ def load_audio(path: str | os.PathLike) -> AudioData:
             raise
         except Exception as e:
             detail = str(first_error or e).strip().splitlines()[0] if str(first_error or e).strip() else type(e).__name__
-            raise AudioError(p, f"cannot decode audio ({detail[:160]})") from e
+            if _only_id3(p):
+                raise AudioError(p, "MP3 with an ID3 tag but no audio frames") from e
+            raise AudioError(p, _friendly(detail, p)) from e
 
     if data.shape[0] > MAX_CHANNELS:
         raise AudioError(p, f"{data.shape[0]} channels; expected mono or stereo")
@@ -134,6 +193,10 @@ def load_audio(path: str | os.PathLike) -> AudioData:
         raise AudioError(p, "no audio samples (empty or truncated file)")
     if not np.isfinite(data).all():
         raise AudioError(p, "contains NaN or infinite samples")
+    peak = float(np.abs(data).max())
+    if peak > 1.0:
+        # Float files may hold unnormalised samples; scale into [-1, 1] as PCM would be.
+        data /= peak
     duration = data.shape[1] / sr
     if duration < MIN_DURATION:
         raise AudioError(p, f"too short ({duration:.2f} s < {MIN_DURATION} s)")

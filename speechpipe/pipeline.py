@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .asr import ASRConfig
-from .records import CallResult, Utterance, call_id_for
+from .records import AudioData, CallResult, Utterance, call_id_for
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Pipeline:
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        audio = load_audio(path)
+        audio = path if isinstance(path, AudioData) else load_audio(path)  # batch engines pre-decode
         timings["decode"] = time.perf_counter() - t0
 
         t = time.perf_counter()
@@ -158,7 +158,7 @@ class Pipeline:
             summary.update(self.prosody.summarise(utterances, events))
 
         result = CallResult(
-            call_id=call_id or call_id_for(path),
+            call_id=call_id or call_id_for(audio.path),
             utterances=utterances,
             audio=audio.info(),
             models={
