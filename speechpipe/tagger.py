@@ -1,12 +1,463 @@
-"""Phase and act tagger (placeholder until issue 5): tags nothing yet."""
+"""Phase and empathic-communication act tagger (issue 5).
+
+A linear model over sparse text features and a small context block
+(:mod:`speechpipe.tagger_features`) scores 17 acts (one-vs-rest) and 4 phases
+(multinomial); a constrained Viterbi (:mod:`speechpipe.tagger_phases`) decodes
+the phases of a whole call jointly, which gives the structure (funnel or
+hourglass) and the reopenings. Parameters are learned by
+:mod:`speechpipe.tagger_train` and shipped in ``models/tagger-v1.{json,npz}``.
+
+Two paths give identical labels (tested):
+
+* :meth:`Tagger.tag_calls` — vectorised over a batch of calls: text features once
+  per unique text, scores as matrix products, batched Viterbi (numpy, or torch
+  with ``backend="torch"``, also on GPU);
+* :meth:`Tagger.tag_call_reference` — plain per-utterance Python, to read and to test against.
+
+Examples
+--------
+>>> from speechpipe.records import Utterance
+>>> tagger = load_tagger()
+>>> call = [Utterance("counsellor", None, None, "Hei, du snakker med Kari."),
+...         Utterance("caller", None, None, "Jeg lurer på når pengene kommer.")]
+>>> summary = tagger.tag_call(call)
+>>> call[0].acts, call[0].phase, summary["structure"]
+(['greeting'], 'opening', 'funnel')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .records import ACTS
+from .tagger_features import SPK, Batch, FeatureSpace, encode_calls
+from .tagger_phases import PHASES, viterbi_batch, viterbi_batch_torch, viterbi_reference
+from .tagger_text import normalise_tokens
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
+MODEL_STEM = "tagger-v1"
+CALLER_ACTS = ("emotion", "request", "new_topic", "backchannel")
+COUNSELLOR_ACTS = tuple(a for a in ACTS if a not in ("emotion", "request", "new_topic"))
+EMPATHIC = ("empathic_statement", "acknowledgement", "agreement")
+NA = len(ACTS)
+BC = ACTS.index("backchannel")
+WM = ACTS.index("what_more")
+CQ = ACTS.index("closed_question")
+SILENCE_S = 2.0  # a gap this long between turns counts as a silence
 
 
-class _NoTagger:
-    name = None
-
-    def tag_call(self, utterances):
-        return {}
+class TaggerError(Exception):
+    """The model files are missing or unreadable."""
 
 
-def load_tagger():
-    return _NoTagger()
+def role_mask() -> np.ndarray:
+    """(speaker code, act) → allowed. Unknown speakers may carry any act."""
+    M = np.ones((len(SPK), NA), dtype=bool)
+    M[0] = [a in COUNSELLOR_ACTS for a in ACTS]
+    M[1] = M[2] = [a in CALLER_ACTS for a in ACTS]
+    return M
+
+
+class Tagger:
+    """A trained tagger. Build with :func:`load_tagger` (or ``Tagger(params, arrays)`` in training).
+
+    Parameters
+    ----------
+    meta : dict
+        Names, vocabulary, cue families, thresholds, transitions (the JSON file).
+    arrays : dict
+        ``W_text`` (n_text, 21), ``W_ctx`` (n_ctx, 21), ``bias`` (21,) — 17 act logits then 4 phase logits.
+    backend : {"numpy", "torch"}
+    device : str, optional
+        torch device for ``backend="torch"`` (``"cuda"``, ``"cpu"``).
+    """
+
+    def __init__(self, meta: dict, arrays: dict, backend: str = "numpy", device: str | None = None):
+        self.meta = meta
+        self.name = meta.get("name", MODEL_STEM)
+        self.fs = FeatureSpace(meta["vocab"], meta["families"])
+        self.W_text = np.asarray(arrays["W_text"], dtype=np.float64)
+        self.W_ctx = np.asarray(arrays["W_ctx"], dtype=np.float64)
+        self.bias = np.asarray(arrays["bias"], dtype=np.float64)
+        if self.W_text.shape != (self.fs.n_text, NA + 4) or self.W_ctx.shape != (self.fs.n_ctx, NA + 4):
+            raise TaggerError(f"model {self.name}: weight shapes do not match its feature space")
+        thr = meta.get("thresholds", {})
+        p = np.array([thr.get(a, 0.5) for a in ACTS])
+        self.thr_logit = np.log(p / (1 - p))  # compare logits, no sigmoid needed
+        self.logA = np.asarray(meta["logA"], dtype=np.float64)
+        self.logpi = np.asarray(meta["logpi"], dtype=np.float64)
+        self.roles = role_mask()
+        # Evidence: each n-gram's own weight plus the weight of the cue families it belongs to.
+        nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
+        self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv:nv + nf, :NA]
+        self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:]]
+        self.backend = backend
+        self.device = device
+
+    # ------------------------------------------------------------------ public
+    def tag_call(self, utterances) -> dict:
+        """Tag one call in place (acts, phase, evidence); return its summary."""
+        return self.tag_calls([utterances])[0]
+
+    def tag_calls(self, calls) -> list[dict]:
+        """Vectorised tagging of many calls in place; returns one summary per call."""
+        b = encode_calls(calls)
+        out = self.tag_batch(b)
+        self._write_back(calls, b, out)
+        return summarise_batch(b, out["acts"], out["phase"], out["n_tokens"])
+
+    def tag_batch(self, b: Batch) -> dict:
+        """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence columns, token counts."""
+        Xt, aux = self.fs.text_block(b.texts)
+        C = self.fs.context_block(b, aux)
+        if self.backend == "torch":
+            acts, phase = self._decide_torch(Xt, C, b)
+        else:
+            text_logits = np.asarray(Xt @ self.W_text)
+            L = text_logits[b.text_code] + C @ self.W_ctx + self.bias
+            acts = self._decide_acts(L[:, :NA], b.spk)
+            phase = viterbi_batch(_log_softmax(L[:, NA:]), b.offsets, self.logA, self.logpi)
+        return {"acts": acts, "phase": phase, "Xt": Xt, "C": C, "n_tokens": aux["n_tokens"]}
+
+    def tag_call_reference(self, utterances) -> dict:
+        """Per-utterance reference implementation (same labels as :meth:`tag_calls`)."""
+        speakers = [SPK.index(u.speaker) if u.speaker in SPK[:3] else 3 for u in utterances]
+        rises = [u.intonation == "rise" for u in utterances]
+        feats = [self.fs.text_features_ref(u.text or "") for u in utterances]
+        auxes = [f[1] for f in feats]
+        ems = []
+        for i, u in enumerate(utterances):
+            cols, _ = feats[i]
+            ctx = self.fs.context_ref(speakers, rises, auxes, i)
+            logits = []
+            for k in range(NA + 4):
+                s = sum(self.W_text[c, k] for c in cols)
+                s += sum(v * self.W_ctx[j, k] for j, v in enumerate(ctx) if v)
+                logits.append(s + self.bias[k])
+            acts = [a for k, a in enumerate(ACTS) if self.roles[speakers[i], k] and logits[k] > self.thr_logit[k]]
+            if "backchannel" in acts:
+                others = [logits[ACTS.index(a)] for a in acts if a != "backchannel"]
+                acts = ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
+            if "what_more" in acts and "closed_question" in acts:
+                acts.remove("closed_question")
+            u.acts = acts
+            u.evidence = {a: self._evidence_ref(cols, ctx, ACTS.index(a)) for a in acts}
+            ph = logits[NA:]
+            m = max(ph)
+            lse = m + math.log(sum(math.exp(x - m) for x in ph))
+            ems.append([x - lse for x in ph])
+        path = viterbi_reference(ems, self.logA.tolist(), self.logpi.tolist())
+        for u, s in zip(utterances, path):
+            u.phase = PHASES[s]
+        return summarise_reference(utterances)
+
+    # ------------------------------------------------------------------ internals
+    def _decide_acts(self, L: np.ndarray, spk: np.ndarray) -> np.ndarray:
+        pred = (L > self.thr_logit) & self.roles[spk.astype(np.int64)]
+        # A backchannel holds only minimal responses: it wins alone or goes.
+        others = np.where(pred, L, -np.inf)
+        others[:, BC] = -np.inf
+        bc_wins = pred[:, BC] & (L[:, BC] >= others.max(axis=1))
+        pred[bc_wins] = False
+        pred[bc_wins, BC] = True
+        pred[:, BC] &= bc_wins
+        pred[:, CQ] &= ~pred[:, WM]  # a what-more question is not also a closed question
+        return pred
+
+    def _decide_torch(self, Xt, C, b: Batch):
+        import torch
+
+        dev = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        Xc = Xt.tocsr()
+        X = torch.sparse_csr_tensor(torch.as_tensor(Xc.indptr, dtype=torch.int64), torch.as_tensor(Xc.indices, dtype=torch.int64),
+                                    torch.as_tensor(Xc.data), size=Xc.shape, device=dev)
+        Wt = torch.as_tensor(self.W_text, device=dev)
+        text_logits = X @ Wt
+        tc = torch.as_tensor(b.text_code, device=dev)
+        L = text_logits[tc] + torch.as_tensor(C, device=dev) @ torch.as_tensor(self.W_ctx, device=dev) + torch.as_tensor(self.bias, device=dev)
+        La = L[:, :NA]
+        roles = torch.as_tensor(self.roles, device=dev)[torch.as_tensor(b.spk.astype(np.int64), device=dev)]
+        pred = (La > torch.as_tensor(self.thr_logit, device=dev)) & roles
+        others = torch.where(pred, La, torch.tensor(-math.inf, dtype=La.dtype, device=dev))
+        others[:, BC] = -math.inf
+        bc_wins = pred[:, BC] & (La[:, BC] >= others.max(dim=1).values)
+        pred[bc_wins] = False
+        pred[bc_wins, BC] = True
+        pred[:, BC] &= bc_wins
+        pred[:, CQ] &= ~pred[:, WM]
+        em = torch.log_softmax(L[:, NA:], dim=1)
+        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev)
+        return pred.cpu().numpy(), phase
+
+    def evidence(self, b: Batch, out: dict) -> dict:
+        """``{(row, act): cue}`` for every predicted act: the text feature that pushed hardest, else the context."""
+        Xt, C, acts = out["Xt"], out["C"], out["acts"]
+        nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
+        # Per unique text and act: the best positive n-gram (family weight folded in) or text flag.
+        Xe = Xt[:, list(range(nv)) + list(range(nv + nf, self.fs.n_text))].tocsr()
+        W = np.vstack([self.W_ev, self.W_text[nv + nf:, :NA]])
+        best = np.full((Xe.shape[0], NA), -1, dtype=np.int64)
+        if Xe.nnz:
+            row_of = np.repeat(np.arange(Xe.shape[0]), np.diff(Xe.indptr))
+            contrib = Xe.data[:, None] * W[Xe.indices]
+            for a in range(NA):
+                order = np.lexsort((-contrib[:, a], row_of))  # per row, largest first, ties to lowest column
+                first = np.unique(row_of[order], return_index=True)[1]
+                r, k = row_of[order][first], order[first]
+                pos = contrib[k, a] > 0
+                best[r[pos], a] = Xe.indices[k[pos]]
+        rows, cols = np.nonzero(acts)
+        ev = best[b.text_code[rows], cols]
+        res = {}
+        need = ev < 0
+        if need.any():
+            cc = (C[rows[need]] * self.W_ctx[:, cols[need]].T).argmax(axis=1)
+            ctx_names = np.array([f"context:{n}" for n in self.fs.ctx_names], dtype=object)
+            res.update(zip(zip(rows[need].tolist(), cols[need].tolist()), ctx_names[cc].tolist()))
+        names = np.array(self.ev_names, dtype=object)
+        ok = ~need
+        res.update(zip(zip(rows[ok].tolist(), cols[ok].tolist()), names[ev[ok]].tolist()))
+        return res
+
+    def _evidence_ref(self, cols: list[int], ctx: list[float], a: int) -> str:
+        nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
+        best, arg = 0.0, None
+        for c in cols:
+            if c < nv:
+                w, name = self.W_ev[c, a], self.ev_names[c]
+            elif c >= nv + nf:
+                w, name = self.W_text[c, a], self.ev_names[c - nf]
+            else:
+                continue
+            if w > best:
+                best, arg = w, name
+        if arg is not None:
+            return arg
+        contrib = [v * self.W_ctx[j, a] for j, v in enumerate(ctx)]
+        return "context:" + self.fs.ctx_names[int(np.argmax(contrib))]
+
+    def _write_back(self, calls, b: Batch, out: dict) -> None:
+        acts, phase = out["acts"], out["phase"]
+        ev = self.evidence(b, out)
+        # Few distinct act sets exist: build each label list once, copy per utterance.
+        codes = acts.astype(np.int64) @ (1 << np.arange(NA, dtype=np.int64))
+        uc, inv = np.unique(codes, return_inverse=True)
+        labels = [[a for k, a in enumerate(ACTS) if (int(c) >> k) & 1] for c in uc]
+        ph = [PHASES[p] for p in range(4)]
+        inv = inv.tolist()
+        phase = phase.tolist()
+        i = 0
+        for call in calls:
+            for u in call:
+                lab = labels[inv[i]]
+                u.acts = list(lab)
+                u.phase = ph[phase[i]]
+                u.evidence = {a: ev[(i, ACTS.index(a))] for a in lab} if lab else {}
+                i += 1
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=1, keepdims=True)
+    return x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
+
+
+# ---------------------------------------------------------------------- summaries
+
+
+def _r(x, nd=3):
+    return None if x is None else round(float(x), nd)
+
+
+def summarise_reference(utterances) -> dict:
+    """Call measures of ``annotation-guide.md`` from tagged utterances (plain Python)."""
+    n = len(utterances)
+    phases = [PHASES.index(u.phase) for u in utterances if u.phase in PHASES]
+    reo = sum(1 for a, c in zip(phases, phases[1:]) if a >= 2 and c == 1)
+    timed = n > 0 and all(u.start is not None and u.end is not None for u in utterances)
+    spk = [u.speaker if u.speaker in SPK else "unknown" for u in utterances]
+    emp = [i for i, u in enumerate(utterances) if spk[i] == "counsellor" and any(a in EMPATHIC for a in u.acts)]
+    info = [i for i, u in enumerate(utterances) if spk[i] == "counsellor" and "information" in u.acts]
+    fbc = None if not emp else (not info or emp[0] <= info[0])
+    emo = [i for i, u in enumerate(utterances) if spk[i] != "counsellor" and "emotion" in u.acts]
+    lat = None
+    if timed and emo:
+        nxt = [i for i in emp if i > emo[0]]
+        if nxt:
+            lat = utterances[nxt[0]].start - utterances[emo[0]].start
+    wm = [i for i, u in enumerate(utterances) if "what_more" in u.acts]
+    t0 = min(u.start for u in utterances) if timed else None
+    t1 = max(u.end for u in utterances) if timed else None
+    pos = None
+    if wm:
+        if timed:
+            pos = (utterances[wm[0]].start - t0) / (t1 - t0) if t1 > t0 else 0.0
+        else:
+            pos = wm[0] / (n - 1) if n > 1 else 0.0
+    present = [s for s in SPK if s in spk]
+    if timed:
+        amount = {s: sum(u.end - u.start for u, x in zip(utterances, spk) if x == s) for s in present}
+    else:
+        amount = {s: sum(len(normalise_tokens(u.text or "")) for u, x in zip(utterances, spk) if x == s) for s in present}
+    tot = sum(amount.values())
+    bc = {s: sum(1 for u, x in zip(utterances, spk) if x == s and "backchannel" in u.acts) for s in present}
+    out = {
+        "structure": "hourglass" if reo else "funnel",
+        "reopenings": reo,
+        "feelings_before_case": fbc,
+        "feelings_latency_s": _r(lat),
+        "what_more_position": _r(pos),
+        "talk_share": {s: _r(amount[s] / tot) if tot > 0 else None for s in present},
+        "talk_share_unit": "time" if timed else "words",
+        "holds": sum(1 for u in utterances if "hold" in u.acts),
+        "n_utterances": n,
+    }
+    if timed:
+        minutes = (t1 - t0) / 60
+        out["backchannel_rate_per_min"] = {s: _r(bc[s] / minutes) if minutes > 0 else None for s in present}
+        gaps = [utterances[i].start - max(u.end for u in utterances[:i]) for i in range(1, n)]
+        sil = [g for g in gaps if g >= SILENCE_S]
+        ov = [min(utterances[i - 1].end, utterances[i].end) - utterances[i].start for i in range(1, n)
+              if spk[i] != spk[i - 1] and utterances[i].start < utterances[i - 1].end]
+        out.update(silences=len(sil), silence_s=_r(sum(sil)), overlaps=len(ov), overlap_s=_r(sum(ov)))
+    else:
+        out["backchannel_rate_per_100_utt"] = {s: _r(100 * bc[s] / n) for s in present}
+    return out
+
+
+def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray) -> list[dict]:
+    """:func:`summarise_reference` for every call of a batch, with array reductions."""
+    B = len(b.offsets) - 1
+    n = b.n
+    lens = np.diff(b.offsets)
+    calls = b.call_index()
+    idx = np.arange(n)
+    big = np.iinfo(np.int64).max
+    ph = phase.astype(np.int64)
+    first = np.zeros(n, bool)
+    first[b.offsets[:-1][lens > 0]] = True
+    reopen = ~first & (np.roll(ph, 1) >= 2) & (ph == 1)
+    reo = np.bincount(calls[reopen], minlength=B)
+
+    def first_row(mask, after=None):
+        f = np.full(B, big, dtype=np.int64)
+        m = mask if after is None else mask & (idx > after[calls])
+        np.minimum.at(f, calls[m], idx[m])
+        return f
+
+    spk = b.spk.astype(np.int64)
+    coun = spk == 0
+    emp_mask = coun & acts[:, [ACTS.index(a) for a in EMPATHIC]].any(axis=1)
+    emp = first_row(emp_mask)
+    info = first_row(coun & acts[:, ACTS.index("information")])
+    emo = first_row(~coun & acts[:, ACTS.index("emotion")])
+    emo_safe = np.where(emo == big, big - 1, emo)
+    nxt = first_row(emp_mask, after=emo_safe)
+    wm = first_row(acts[:, WM])
+    finite = np.isfinite(b.start) & np.isfinite(b.end)
+    timed = (np.bincount(calls, weights=finite, minlength=B) == lens) & (lens > 0)
+    st = np.where(finite, b.start, np.inf)
+    en = np.where(finite, b.end, -np.inf)
+    t0 = np.full(B, np.inf)
+    t1 = np.full(B, -np.inf)
+    nz = lens > 0
+    t0[nz] = np.minimum.reduceat(st, b.offsets[:-1][nz]) if n else t0[nz]
+    t1[nz] = np.maximum.reduceat(en, b.offsets[:-1][nz]) if n else t1[nz]
+    dur = np.where(finite, b.end - b.start, 0.0)
+    key = calls * 4 + spk
+    amount_t = np.bincount(key, weights=dur, minlength=4 * B).reshape(B, 4)
+    amount_w = np.bincount(key, weights=n_tokens_text[b.text_code], minlength=4 * B).reshape(B, 4)
+    present = np.bincount(key, minlength=4 * B).reshape(B, 4) > 0
+    bc = np.bincount(key, weights=acts[:, BC], minlength=4 * B).reshape(B, 4)
+    holds = np.bincount(calls, weights=acts[:, ACTS.index("hold")], minlength=B)
+    # silences and overlaps (rows in order within a call)
+    run_end = _segmented_prev_max(en, b.offsets)
+    gap = st - run_end
+    sil = ~first & (gap >= SILENCE_S)
+    prev_end = np.roll(en, 1)
+    ovm = ~first & (np.roll(spk, 1) != spk) & (st < prev_end)
+    ovs = np.minimum(prev_end, en) - st
+    sil_n = np.bincount(calls[sil], minlength=B)
+    sil_s = np.bincount(calls[sil], weights=gap[sil], minlength=B)
+    ov_n = np.bincount(calls[ovm], minlength=B)
+    ov_s = np.bincount(calls[ovm], weights=ovs[ovm], minlength=B)
+
+    starts = b.start
+    out = []
+    for c in range(B):
+        nc = int(lens[c])
+        tm = bool(timed[c])
+        e = int(emp[c])
+        fbc = None if e == big else (bool(info[c] == big) or e <= int(info[c]))
+        lat = None
+        if tm and emo[c] != big and nxt[c] != big:
+            lat = starts[nxt[c]] - starts[emo[c]]
+        pos = None
+        if wm[c] != big:
+            k = int(wm[c])
+            if tm:
+                pos = (starts[k] - t0[c]) / (t1[c] - t0[c]) if t1[c] > t0[c] else 0.0
+            else:
+                pos = (k - int(b.offsets[c])) / (nc - 1) if nc > 1 else 0.0
+        amt = amount_t[c] if tm else amount_w[c]
+        tot = sum(float(amt[s]) for s in range(4) if present[c, s])
+        d = {
+            "structure": "hourglass" if reo[c] else "funnel",
+            "reopenings": int(reo[c]),
+            "feelings_before_case": fbc,
+            "feelings_latency_s": _r(lat),
+            "what_more_position": _r(pos),
+            "talk_share": {SPK[s]: _r(amt[s] / tot) if tot > 0 else None for s in range(4) if present[c, s]},
+            "talk_share_unit": "time" if tm else "words",
+            "holds": int(holds[c]),
+            "n_utterances": nc,
+        }
+        if tm:
+            minutes = (t1[c] - t0[c]) / 60
+            d["backchannel_rate_per_min"] = {SPK[s]: _r(bc[c, s] / minutes) if minutes > 0 else None
+                                             for s in range(4) if present[c, s]}
+            d.update(silences=int(sil_n[c]), silence_s=_r(sil_s[c]), overlaps=int(ov_n[c]), overlap_s=_r(ov_s[c]))
+        else:
+            d["backchannel_rate_per_100_utt"] = {SPK[s]: _r(100 * bc[c, s] / nc) for s in range(4) if present[c, s]}
+        out.append(d)
+    return out
+
+
+def _segmented_prev_max(en: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """For each row, the largest ``end`` of the earlier rows of its call (-inf for a first row)."""
+    import pandas as pd
+
+    n = len(en)
+    if n == 0:
+        return en
+    lens = np.diff(offsets)
+    calls = np.repeat(np.arange(len(lens)), lens)
+    cm = pd.Series(en).groupby(calls).cummax().to_numpy()  # segmented running max, in C
+    res = np.empty(n)
+    res[0] = -np.inf
+    res[1:] = cm[:-1]
+    res[offsets[:-1][lens > 0]] = -np.inf
+    return res
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: str | None = None) -> Tagger:
+    """Load the shipped tagger (``models/tagger-v1.json`` + ``.npz``) or the one at ``path``.
+
+    ``path`` may be the JSON file, the NPZ file, or their common stem.
+    """
+    p = Path(path) if path else MODEL_DIR / MODEL_STEM
+    stem = p.with_suffix("") if p.suffix in (".json", ".npz") else p
+    js, nz = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    try:
+        meta = json.loads(js.read_text(encoding="utf-8"))
+        with np.load(nz) as z:
+            arrays = {k: z[k] for k in ("W_text", "W_ctx", "bias")}
+    except (OSError, ValueError, KeyError) as e:
+        raise TaggerError(f"cannot load tagger model {stem}.json/.npz: {e}") from e
+    return Tagger(meta, arrays, backend=backend, device=device)

@@ -1,0 +1,222 @@
+"""Features of the tagger: a text block (per unique text) and a context block (per utterance).
+
+The text block is n-grams, cue families (:data:`~speechpipe.tagger_text.CUE_FAMILIES`),
+punctuation/shouting flags and length; it depends only on the text, so a batch
+computes it once per *unique* text. The context block is small and dense:
+speaker, question form (``?`` or a rising pitch from the prosody stage), position
+in the call, neighbours. Scores are then ``text_logits[text_code] + ctx @ W_ctx``.
+
+Every function here has a vectorised form (:meth:`FeatureSpace.text_block`,
+:meth:`FeatureSpace.context_block`) and a plain per-utterance form
+(:meth:`FeatureSpace.text_features_ref`, :meth:`FeatureSpace.context_ref`);
+tests check that they agree.
+
+Examples
+--------
+>>> fs = FeatureSpace(["ja", "<s> ja </s>"])
+>>> b = encode_calls([[("counsellor", "Hei!"), ("caller", "Ja.")]])
+>>> Xt, aux = fs.text_block(b.texts)
+>>> fs.context_block(b, aux).shape == (2, len(fs.ctx_names))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .tagger_text import CUE_FAMILIES, MINIMAL, NgramIndex, ngrams, normalise_tokens, text_flags_reference, text_ngram_matrix
+
+SPK = ("counsellor", "caller", "other", "unknown")
+SPK_CODE = {s: i for i, s in enumerate(SPK)}
+LEN_BINS = (0, 1, 2, 3, 5, 9)  # lower edges: 0, 1, 2, 3–4, 5–8, 9+
+N_POS = 10
+LATE_FAMILIES = ("greeting", "what_more", "summary", "thanks", "new_topic", "handover", "hold", "contract",
+                 "info", "emotion", "request", "closed_q", "open_q")
+TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal")
+
+
+@dataclass
+class Batch:
+    """Columnar view of many calls: one row per utterance, calls back to back.
+
+    ``texts`` holds each distinct text once; ``text_code[i]`` points into it.
+    ``offsets[c]:offsets[c+1]`` are the rows of call ``c``. Times are NaN when unknown.
+    """
+
+    texts: list
+    text_code: np.ndarray
+    spk: np.ndarray
+    rise: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.text_code)
+
+    def call_index(self) -> np.ndarray:
+        """Call number of each row."""
+        return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+    def row_in_call(self) -> np.ndarray:
+        return np.arange(self.n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
+
+
+def _get(u, name, default=None):
+    if isinstance(u, tuple):  # (speaker, text) pairs, for quick use and doctests
+        return {"speaker": u[0], "text": u[1]}.get(name, default)
+    return getattr(u, name, default)
+
+
+def encode_calls(calls) -> Batch:
+    """Turn ``list[list[Utterance]]`` into a :class:`Batch` (the only pass over objects)."""
+    flat = [u for c in calls for u in c]
+    offsets = np.zeros(len(calls) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(c) for c in calls])
+    codes, uniq = pd.factorize(np.array([_get(u, "text") or "" for u in flat], dtype=object))
+    sc, su = pd.factorize(np.array([_get(u, "speaker") for u in flat], dtype=object))
+    # factorize gives -1 for None: the appended last entry catches it
+    spk = np.array([SPK_CODE.get(s, 3) for s in su] + [3], dtype=np.int8)[sc]
+    ic, iu = pd.factorize(np.array([_get(u, "intonation") for u in flat], dtype=object))
+    rise = np.array([s == "rise" for s in iu] + [False], dtype=bool)[ic]
+    start = np.array([_get(u, "start") for u in flat], dtype=np.float64)
+    end = np.array([_get(u, "end") for u in flat], dtype=np.float64)
+    return Batch(list(uniq), codes.astype(np.int64), spk, rise, start, end, offsets)
+
+
+class FeatureSpace:
+    """Column layout of both blocks, fixed by the n-gram vocabulary of a trained model."""
+
+    def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None):
+        self.families = dict(families if families is not None else CUE_FAMILIES)
+        fam_phrases = sorted({p for ps in self.families.values() for p in ps})
+        # Family phrases are always n-gram columns, even when unseen in training.
+        self.vocab = list(dict.fromkeys([*vocab, *fam_phrases]))
+        self.col = {g: i for i, g in enumerate(self.vocab)}
+        self.index = NgramIndex(self.vocab)
+        self.fam_names = list(self.families)
+        rows, cols = [], []
+        for f, name in enumerate(self.fam_names):
+            for p in self.families[name]:
+                rows.append(self.col[p])
+                cols.append(f)
+        self.fam_matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.vocab), len(self.fam_names)))
+        self.fam_col = {n: i for i, n in enumerate(self.fam_names)}
+        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA]
+        self.ctx_names = [
+            *(f"spk:{s}" for s in SPK), "q_utt", *(f"pos:{k}" for k in range(N_POS)), "first", "last2",
+            "prev_same", "next_same", "prev_q_other", "minimal_after_q", "prev_what_more", "other_first",
+            *(f"late:{f}" for f in LATE_FAMILIES),
+        ]
+        self.n_text = len(self.text_names)
+        self.n_ctx = len(self.ctx_names)
+
+    # -- vectorised ---------------------------------------------------------
+    def text_block(self, texts):
+        """Sparse text features of each text, plus what the context block needs from them."""
+        Xn, flags, ntok, nmin = text_ngram_matrix(texts, self.index)
+        fam = (Xn @ self.fam_matrix) > 0
+        fam = np.asarray(fam.todense()) if sp.issparse(fam) else np.asarray(fam)
+        lens = np.stack([ntok >= b for b in LEN_BINS], axis=1)
+        all_min = (ntok > 0) & (nmin == ntok)
+        short_min = (ntok > 0) & (ntok <= 3) & (nmin >= ntok - 1)
+        extra = np.column_stack([flags, lens, all_min, short_min]).astype(np.float64)
+        Xt = sp.hstack([Xn, sp.csr_matrix(fam.astype(np.float64)), sp.csr_matrix(extra)], format="csr")
+        fc = self.fam_col
+        qlike = flags[:, 0] | fam[:, fc["open_q"]] | fam[:, fc["closed_q"]]
+        aux = {"qmark": flags[:, 0], "qlike": qlike, "all_min": all_min, "fam": fam, "n_tokens": ntok}
+        return Xt, aux
+
+    def context_block(self, b: Batch, aux) -> np.ndarray:
+        """Dense context features, one row per utterance of the batch."""
+        n = b.n
+        C = np.zeros((n, self.n_ctx), dtype=np.float64)
+        if n == 0:
+            return C
+        tc = b.text_code
+        spk = b.spk.astype(np.int64)
+        C[np.arange(n), spk] = 1.0
+        q_utt = aux["qmark"][tc] | b.rise
+        C[:, 4] = q_utt
+        lens = np.diff(b.offsets)
+        i = b.row_in_call()
+        ncall = np.repeat(lens, lens)
+        pos = np.minimum((N_POS * i) // ncall, N_POS - 1)
+        C[np.arange(n), 5 + pos] = 1.0
+        k = 5 + N_POS
+        first = i == 0
+        last = i == ncall - 1
+        C[:, k] = first
+        C[:, k + 1] = i >= ncall - 2
+        prev_spk = np.roll(spk, 1)
+        next_spk = np.roll(spk, -1)
+        prev_same = ~first & (prev_spk == spk)
+        C[:, k + 2] = prev_same
+        C[:, k + 3] = ~last & (next_spk == spk)
+        qlike = (aux["qlike"][tc] | b.rise)
+        prev_q_other = ~first & ~prev_same & np.roll(qlike, 1)
+        C[:, k + 4] = prev_q_other
+        C[:, k + 5] = prev_q_other & aux["all_min"][tc]
+        wm = aux["fam"][:, self.fam_col["what_more"]][tc]
+        C[:, k + 6] = ~first & ~prev_same & np.roll(wm, 1)
+        is_other = spk == 2
+        # first 'other' row of its call: running count within the call reaches 1
+        cum = np.cumsum(is_other)
+        before = np.repeat(np.concatenate(([0], cum))[b.offsets[:-1]], lens)
+        C[:, k + 7] = is_other & (cum - before == 1)
+        late = (2 * i >= ncall)
+        fam = aux["fam"][tc]
+        for j, f in enumerate(LATE_FAMILIES):
+            C[:, k + 8 + j] = late & fam[:, self.fam_col[f]]
+        return C
+
+    # -- reference (one utterance at a time) ---------------------------------
+    def text_features_ref(self, text: str):
+        """Active text columns (sorted) and the context needs, for one text."""
+        toks = normalise_tokens(text)
+        cols = sorted({self.col[g] for g in ngrams(toks) if g in self.col})
+        colset = set(cols)
+        nv = len(self.vocab)
+        fam = [any(self.col[p] in colset for p in self.families[f]) for f in self.fam_names]
+        qmark, excl, shout = text_flags_reference(text)
+        nt = len(toks)
+        nm = sum(t in MINIMAL for t in toks)
+        all_min = nt > 0 and nm == nt
+        short_min = 0 < nt <= 3 and nm >= nt - 1
+        extra = [qmark, excl, shout, *(nt >= b for b in LEN_BINS), all_min, short_min]
+        cols += [nv + f for f, on in enumerate(fam) if on]
+        cols += [nv + len(fam) + j for j, on in enumerate(extra) if on]
+        fc = self.fam_col
+        aux = {"qmark": qmark, "qlike": qmark or fam[fc["open_q"]] or fam[fc["closed_q"]], "all_min": all_min,
+               "fam": fam}
+        return cols, aux
+
+    def context_ref(self, speakers: list[int], rises: list[bool], auxes: list[dict], i: int) -> list[float]:
+        """Context row of utterance ``i`` of one call."""
+        n = len(speakers)
+        row = [0.0] * self.n_ctx
+        row[speakers[i]] = 1.0
+        a = auxes[i]
+        row[4] = float(a["qmark"] or rises[i])
+        row[5 + min(N_POS * i // n, N_POS - 1)] = 1.0
+        k = 5 + N_POS
+        first, last = i == 0, i == n - 1
+        prev_same = not first and speakers[i - 1] == speakers[i]
+        prev_q_other = not first and not prev_same and (auxes[i - 1]["qlike"] or rises[i - 1])
+        row[k] = float(first)
+        row[k + 1] = float(i >= n - 2)
+        row[k + 2] = float(prev_same)
+        row[k + 3] = float(not last and speakers[i + 1] == speakers[i])
+        row[k + 4] = float(prev_q_other)
+        row[k + 5] = float(prev_q_other and a["all_min"])
+        row[k + 6] = float(not first and not prev_same and auxes[i - 1]["fam"][self.fam_col["what_more"]])
+        row[k + 7] = float(speakers[i] == 2 and 2 not in speakers[:i])
+        if 2 * i >= n:
+            for j, f in enumerate(LATE_FAMILIES):
+                row[k + 8 + j] = float(a["fam"][self.fam_col[f]])
+        return row

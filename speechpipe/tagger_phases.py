@@ -1,0 +1,179 @@
+"""Joint phase decoding: a constrained Viterbi over opening → mapping → solution → closing.
+
+Phases only move forward, one step at a time, except for one explicit
+*reopen* move from solution or closing back to mapping (the hourglass of the
+annotation guide). The decoded path therefore gives the call structure and the
+number of reopenings directly.
+
+Three implementations of the same recursion: :func:`viterbi_reference` (one
+call, plain Python), :func:`viterbi_batch` (many calls padded to ``(B, T)`` and
+masked, numpy) and :func:`viterbi_batch_torch` (the same on a torch device).
+
+Examples
+--------
+>>> import numpy as np
+>>> logA, logpi = transition_matrix({}, 0.5)
+>>> em = np.log(np.array([[.9, .1, 0, 0], [.2, .7, .1, 0], [0, .1, .8, .1], [0, .8, .1, .1]]) + 1e-9)
+>>> viterbi_reference(em.tolist(), logA.tolist(), logpi.tolist())
+[0, 1, 2, 1]
+>>> reopenings([0, 1, 2, 1])
+1
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PHASES = ("opening", "mapping", "solution", "closing")
+NEG = -1e30  # "impossible" that stays finite, so sums never become NaN
+
+
+def allowed() -> np.ndarray:
+    """Boolean (from, to) matrix of the allowed moves."""
+    A = np.eye(4, dtype=bool)
+    for i in range(3):
+        A[i, i + 1] = True
+    A[2, 1] = A[3, 1] = True  # reopen: back to mapping
+    return A
+
+
+def transition_matrix(counts: dict, smoothing: float = 0.5):
+    """Log transition and start probabilities from ``{(from, to): n}`` counts.
+
+    Moves outside :func:`allowed` get :data:`NEG`; allowed ones get add-``smoothing`` estimates.
+    Calls start in opening (or, rarely, mapping).
+    """
+    A = allowed()
+    logA = np.full((4, 4), NEG)
+    for i in range(4):
+        tot = sum(counts.get((i, j), 0) + smoothing for j in range(4) if A[i, j])
+        for j in range(4):
+            if A[i, j]:
+                logA[i, j] = math.log((counts.get((i, j), 0) + smoothing) / tot)
+    logpi = np.array([math.log(0.98), math.log(0.02), NEG, NEG])
+    return logA, logpi
+
+
+def viterbi_reference(em: list[list[float]], logA: list[list[float]], logpi: list[float]) -> list[int]:
+    """Best state path of one call; ties go to the lowest state number."""
+    T = len(em)
+    if T == 0:
+        return []
+    delta = [logpi[j] + em[0][j] for j in range(4)]
+    back = []
+    for t in range(1, T):
+        new, bp = [], []
+        for j in range(4):
+            best, arg = delta[0] + logA[0][j], 0
+            for i in range(1, 4):
+                v = delta[i] + logA[i][j]
+                if v > best:
+                    best, arg = v, i
+            new.append(best + em[t][j])
+            bp.append(arg)
+        delta = new
+        back.append(bp)
+    s = max(range(4), key=lambda j: (delta[j], -j))
+    path = [s]
+    for bp in reversed(back):
+        s = bp[s]
+        path.append(s)
+    return path[::-1]
+
+
+def pad(em: np.ndarray, offsets: np.ndarray):
+    """Scatter ``(N, 4)`` rows of calls back to back into ``(B, T, 4)`` plus a mask."""
+    lens = np.diff(offsets)
+    B, T = len(lens), int(lens.max()) if len(lens) else 0
+    rows = np.arange(len(em)) - np.repeat(offsets[:-1], lens)
+    calls = np.repeat(np.arange(B), lens)
+    E = np.zeros((B, T, 4), dtype=em.dtype)
+    E[calls, rows] = em
+    mask = np.zeros((B, T), dtype=bool)
+    mask[calls, rows] = True
+    return E, mask, calls, rows
+
+
+def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray) -> np.ndarray:
+    """Decode all calls at once; returns the state of every row of ``em``.
+
+    Padded steps keep each state where it is (identity move, score unchanged),
+    so a short call's final scores pass through the padding untouched.
+    """
+    if len(em) == 0:
+        return np.zeros(0, dtype=np.int8)
+    E, mask, calls, rows = pad(em, offsets)
+    B, T, _ = E.shape
+    delta = logpi[None, :] + E[:, 0]
+    back = np.zeros((T, B, 4), dtype=np.int8)
+    ident = np.broadcast_to(np.arange(4, dtype=np.int8), (B, 4))
+    for t in range(1, T):
+        cand = delta[:, :, None] + logA[None, :, :]  # (B, from, to)
+        bp = cand.argmax(axis=1)  # first maximum = lowest state, as in the reference
+        best = np.take_along_axis(cand, bp[:, None, :], axis=1)[:, 0]
+        m = mask[:, t]
+        delta = np.where(m[:, None], best + E[:, t], delta)
+        back[t] = np.where(m[:, None], bp, ident)
+    # max with ties to the lowest state
+    s = delta.argmax(axis=1).astype(np.int8)
+    path = np.zeros((B, T), dtype=np.int8)
+    path[:, T - 1] = s
+    ar = np.arange(B)
+    for t in range(T - 1, 0, -1):
+        s = back[t, ar, s]
+        path[:, t - 1] = s
+    return path[calls, rows]
+
+
+def viterbi_batch_torch(em, offsets: np.ndarray, logA, logpi, device=None):
+    """:func:`viterbi_batch` in torch (``em`` a float64 tensor or array); returns a numpy array."""
+    import torch
+
+    em = torch.as_tensor(em, device=device)
+    dev = em.device
+    if em.shape[0] == 0:
+        return np.zeros(0, dtype=np.int8)
+    off = torch.as_tensor(offsets, device=dev)
+    lens = off[1:] - off[:-1]
+    B, T = len(lens), int(lens.max())
+    calls = torch.repeat_interleave(torch.arange(B, device=dev), lens)
+    rows = torch.arange(em.shape[0], device=dev) - torch.repeat_interleave(off[:-1], lens)
+    E = torch.zeros((B, T, 4), dtype=em.dtype, device=dev)
+    E[calls, rows] = em
+    mask = torch.zeros((B, T), dtype=torch.bool, device=dev)
+    mask[calls, rows] = True
+    A = torch.as_tensor(logA, dtype=em.dtype, device=dev)
+    delta = torch.as_tensor(logpi, dtype=em.dtype, device=dev)[None, :] + E[:, 0]
+    back = torch.zeros((T, B, 4), dtype=torch.int8, device=dev)
+    ident = torch.arange(4, dtype=torch.int8, device=dev).expand(B, 4)
+    for t in range(1, T):
+        cand = delta[:, :, None] + A[None]
+        best, bp = _first_max(cand, dim=1)
+        m = mask[:, t, None]
+        delta = torch.where(m, best + E[:, t], delta)
+        back[t] = torch.where(m, bp.to(torch.int8), ident)
+    _, s = _first_max(delta, dim=1)
+    path = torch.zeros((B, T), dtype=torch.int64, device=dev)
+    path[:, T - 1] = s
+    ar = torch.arange(B, device=dev)
+    for t in range(T - 1, 0, -1):
+        s = back[t, ar, s].long()
+        path[:, t - 1] = s
+    return path[calls, rows].to(torch.int8).cpu().numpy()
+
+
+def _first_max(x, dim):
+    # torch.max does not promise the first index on ties; numpy argmax does. Make it explicit.
+    import torch
+
+    best = x.max(dim=dim, keepdim=True).values
+    idx = torch.arange(x.shape[dim], device=x.device).view(*([1] * dim), -1, *([1] * (x.dim() - dim - 1)))
+    first = torch.where(x == best, idx, x.shape[dim]).min(dim=dim).values
+    return best.squeeze(dim), first
+
+
+def reopenings(path) -> int:
+    """Number of moves from solution/closing back to mapping."""
+    return sum(1 for a, b in zip(path, path[1:]) if a >= 2 and b == 1)

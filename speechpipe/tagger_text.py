@@ -1,0 +1,307 @@
+"""Text side of the tagger: normalisation, n-grams and cue families.
+
+Two implementations of the same thing, kept side by side on purpose:
+
+* :func:`normalise_tokens` works on one string with plain Python — the readable
+  reference, used by the per-utterance tagger and by training;
+* :func:`text_ngram_matrix` does the same for many strings at once with a
+  handful of C-level string operations on one joined string plus numpy, so a
+  batch of a million utterances costs no Python work per utterance.
+
+Both see text as speech recognition produces it: bracket notes («[gråter]»)
+removed, lower case, punctuation gone, spelling variants («okei», «ikkje»,
+«kor») folded to one form, digits folded to ``<num>``. Only ``?``, ``!`` and
+shouted capitals are kept as separate flags, because ASR never produces them
+and the model must not depend on them.
+
+Examples
+--------
+>>> normalise_tokens("Okei. Kan jeg få fødselsnummeret ditt? [sukker]")
+['ok', 'kan', 'jeg', 'få', 'fødselsnummeret', 'ditt']
+>>> ngrams(['ja'])
+['ja', '<s> ja', 'ja </s>', '<s> ja </s>']
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+BRACKETS = re.compile(r"\[[^\]\ue000]*\]")  # never across the batch separator
+SHOUT = re.compile("[A-ZÆØÅ]{4,}")  # four capitals in a row: shouting, not «NAV»/«AAP»
+SEP = "\ue000"  # private-use char (not whitespace for str.split) joins many texts
+BOS, EOS = "<s>", "</s>"
+NUM = "<num>"
+
+# Punctuation becomes space; hyphens and dots inside words too («nav.no», «AAP-en»)
+# because ASR writes them either way.
+_PUNCT = "!\"#$%&'()*+,-./:;<=>?@\\^_`{|}~«»“”‘’…–—\t\n\r"
+TRANSLATE = str.maketrans({c: " " for c in _PUNCT})
+
+# Spelling variants seen in ASR output and dialect speech → one canonical form.
+CANONICAL = {
+    "okei": "ok", "okey": "ok", "okay": "ok", "oki": "ok", "okej": "ok",
+    "m": "mm", "mmm": "mm", "mhm": "mm", "mmhm": "mm", "mhmm": "mm", "hm": "mm", "hmm": "mm", "mmh": "mm",
+    "jepp": "ja", "japp": "ja", "jaa": "ja", "jah": "ja", "jada": "ja", "jadda": "ja",
+    "neida": "nei", "næ": "nei", "nope": "nei",
+    "æ": "jeg", "eg": "jeg", "e": "jeg", "je": "jeg",
+    "ikkje": "ikke", "ikkj": "ikke", "itj": "ikke", "ikk": "ikke", "ittj": "ikke", "isje": "ikke",
+    "ka": "hva", "kva": "hva", "hæ": "hva",
+    "kordan": "hvordan", "koss": "hvordan", "korleis": "hvordan", "åssen": "hvordan", "hvorsen": "hvordan",
+    "kor": "hvor", "kvar": "hvor",
+    "kvifor": "hvorfor", "koffor": "hvorfor", "kafor": "hvorfor",
+    "dokker": "dere", "dåkker": "dere", "dykk": "dere",
+    "mæ": "meg", "dæ": "deg", "sæ": "seg",
+    "heisann": "hei", "hallo": "hei", "hei-hei": "hei",
+    "huff": "uff", "uffda": "uff", "uffa": "uff",
+    "oj": "oi", "oii": "oi", "jøsses": "jøss",
+    "mye": "mye", "tida": "tiden", "ventet": "venta",
+}
+
+# Cue families: phrases of canonical tokens (with <s>/</s> for position) that the
+# empathic-communication method names for each act. They are written from the
+# method and from ordinary Norwegian, not copied from the dev calls, so they carry
+# over to calls the model has not seen; the n-grams learn the rest.
+CUE_FAMILIES: dict[str, list[str]] = {
+    "greeting": ["hei", "god morgen", "god dag", "velkommen", "du snakker med", "ha det", "fin dag", "god dag",
+                 "fin helg", "god helg", "ha en fin", "ha en god", "snakkes", "ha det godt", "ha det bra",
+                 "takk for samtalen", "ønsker deg", "lykke til", "ta vare på deg"],
+    "exclaim": ["<s> oi", "<s> å", "<s> uff", "<s> jøss", "<s> au", "<s> wow", "så kjekt", "så gøy", "så fint",
+                "gratulerer", "så leit", "så trist", "det var trist", "det var leit", "å nei", "stakkars",
+                "auda", "så bra", "så hyggelig", "så flott", "trist å høre", "leit å høre", "oi", "uff", "jøss"],
+    "acknowledge": ["jeg skjønner", "jeg forstår", "forståelig", "høres ut", "det høres", "lurt", "godt spørsmål",
+                    "bra at du", "fint at du", "godt at du", "klart at", "tungt", "slitsomt", "frustrerende",
+                    "helt naturlig", "gjorde du riktig", "gjort riktig", "ta den tiden", "jeg er her",
+                    "ikke rart", "mye å stå i", "skjønner godt", "forstår godt", "bra spørsmål", "godt gjort",
+                    "gjort alt riktig", "det er klart"],
+    "agree": ["du har rett", "rett i", "helt rett", "enig", "kjedelig", "ikke greit", "skulle ikke", "burde",
+              "har helt rett", "det skal ikke være", "det er ikke rimelig", "forstår at du reagerer"],
+    "open_q": ["<s> hva", "<s> hvordan", "<s> hvorfor", "<s> når", "<s> hvor", "<s> hvem", "<s> hvilken",
+               "<s> hvilke", "<s> hvilket", "fortell", "hva gjelder", "hva tenker", "hva kan jeg", "hva er det",
+               "hvordan har", "hva heter", "ok hva", "ok hvordan", "ja hva", "ja hvordan", "ok når", "ja når"],
+    "wh_any": ["hva", "hvordan", "hvorfor", "når", "hvor", "hvem", "hvilken", "hvilke"],
+    "what_more": ["noe mer", "noe annet", "flere ting", "andre ting", "var det noe", "er det noe", "noe mer du",
+                  "noe annet du", "var det alt", "var det flere", "noe mer jeg", "noe annet jeg", "noe mer vi",
+                  "andre spørsmål", "flere spørsmål", "noe du lurer", "hjelpe deg med noe"],
+    "closed_q": ["<s> har", "<s> er", "<s> kan", "<s> vil", "<s> skal", "<s> går", "<s> må", "<s> vet",
+                 "<s> ønsker", "<s> passer", "<s> høres", "<s> stemmer", "<s> får", "<s> trenger", "<s> husker",
+                 "<s> fikk", "<s> sendte", "<s> bor", "<s> jobber", "<s> mottar", "<s> hadde", "<s> var",
+                 "er det greit", "er det ok", "går det bra", "har du", "kan jeg få", "vil du", "skal jeg",
+                 "eller", "høres det", "passer det", "stemmer det", "er du", "ok kan", "ok har", "ja kan",
+                 "ja har"],
+    "contract": ["først", "foreslår", "begynne med", "starte med", "da ser vi", "så ser vi", "vi tar",
+                 "da tar vi", "skal vi", "to ting", "begge deler", "det ene", "etterpå", "og så ser",
+                 "se på begge", "ta det ene", "vi ser på"],
+    "news": ["dessverre", "heldigvis", "gode nyheter", "dårlige nyheter", "ikke så gode", "godt nytt",
+             "jeg må si", "beklager", "trist å si", "jeg skulle gjerne", "bra nyheter"],
+    "summary": ["så da", "oppsummer", "da har vi", "da har jeg", "neste steg", "det vi har", "det vi ble",
+                "så det du", "da gjør du", "da sender du", "så sender", "så gjør", "som vi har", "vi ble enige",
+                "så da er", "da er det", "avtalt"],
+    "hold": ["øyeblikk", "et lite øyeblikk", "vent", "venter", "venta", "på vent", "sjekker", "la meg se",
+             "skal se", "et sekund", "to sekunder", "bare et øyeblikk", "takk for at du venta", "sjekke"],
+    "referral": ["setter deg over", "over til", "kollega", "nav kontoret", "kontoret", "veilederen din",
+                 "sende en melding til", "henvise", "legevakt", "ambulanse", "skatteetaten", "kommunen",
+                 "fastlegen", "sender melding", "ta kontakt med deg", "ringe deg", "kontakte deg"],
+    "info": ["du kan", "du må", "reglene", "behandlingstid", "uker", "kroner", "prosent", "logg inn",
+             "logger inn", "nav no", "trykk", "søknad", "vedtak", "utbetal", "jeg ser", "står", "frist",
+             "gå inn på", "velg", "knappen", "det er sånn", "det betyr", "da får du", "du får", "du har rett på",
+             "må du", "kan du", "i systemet", "registrert", "<num>", "dager", "måneder", "det vil si"],
+    "emotion": ["lei", "fortvilet", "redd", "bekymret", "stresset", "klarer ikke", "vet ikke hva jeg",
+                "orker", "sint", "frustrert", "aldri", "faen", "jævla", "helvete", "panikk", "krise", "råd",
+                "ingen penger", "skjønner ikke", "forstår ikke", "unnskyld", "helt sykt", "urettferdig", "flaut",
+                "nervøs", "sliten", "hjelp", "svarer aldri", "fantastisk", "redsel", "gruer", "angst", "gråte",
+                "livredd", "irritert", "umulig", "helt håpløst", "håpløst", "ikke noe", "tør ikke", "syk",
+                "vondt", "alene", "dritt", "jeg er så", "helt ærlig", "fy"],
+    "request": ["jeg lurer", "lurer på", "jeg ringer", "ringer fordi", "ringer om", "ringer angående",
+                "gjelder", "jeg vil", "jeg skulle", "jeg lurte", "når kommer", "når får", "hvor mye",
+                "spørsmål", "lure på", "jeg trenger", "kan dere", "kan jeg", "må jeg", "får jeg", "hvordan",
+                "hva skal jeg", "hva gjør jeg", "er det mulig", "går det an"],
+    "new_topic": ["en ting til", "og så var det", "forresten", "mens jeg har deg", "en annen ting", "i tillegg",
+                  "apropos", "da jeg har deg", "noe annet", "et spørsmål til", "en sak til", "noe helt annet",
+                  "ja forresten", "<s> og så", "<s> men"],
+    "handover": ["gi telefonen", "gir telefonen", "tar telefonen", "gir deg", "min mann", "mannen min", "kona mi",
+                 "datteren min", "sønnen min", "her er", "snakke med deg", "jeg heter", "dattera", "overta"],
+    "thanks": ["takk", "tusen takk", "takk skal du ha", "bare hyggelig"],
+}
+
+# Minimal responses: an utterance made only of these is a backchannel candidate.
+MINIMAL = frozenset(
+    "ja mm nei ok ikke sant akkurat jaha javel vel nettopp skjønner å jo klart greit supert flott fint aha "
+    "hm jasså så det stemmer riktig precis ok".split()
+)
+
+
+def clean_text(text: str) -> str:
+    """Lower-case text with bracket notes removed (before punctuation is stripped)."""
+    return BRACKETS.sub(" ", text).lower()
+
+
+def canonical(token: str) -> str:
+    if token.isdigit():
+        return NUM
+    return CANONICAL.get(token, token)
+
+
+def normalise_tokens(text: str) -> list[str]:
+    """Reference tokenisation of one utterance (see module docstring)."""
+    return [canonical(t) for t in clean_text(text).translate(TRANSLATE).split()]
+
+
+def ngrams(tokens: list[str]) -> list[str]:
+    """Uni-, bi- and trigrams of ``<s> tokens </s>`` (one-token texts get ``<s> t </s>``).
+
+    Unigrams are the tokens themselves; boundary markers appear only inside
+    bigrams and trigrams.
+    """
+    if not tokens:
+        return []
+    seq = [BOS, *tokens, EOS]
+    out = list(tokens)
+    out += [f"{a} {b}" for a, b in zip(seq, seq[1:])]
+    out += [f"{a} {b} {c}" for a, b, c in zip(seq, seq[1:], seq[2:])]
+    return out
+
+
+def text_flags_reference(text: str) -> tuple[bool, bool, bool]:
+    """``(question mark, exclamation mark, shouted word)`` for one raw text."""
+    t = BRACKETS.sub(" ", text)
+    shout = SHOUT.search(t) is not None
+    return "?" in t, "!" in t, shout
+
+
+# ---------------------------------------------------------------------------
+# Vectorised path
+# ---------------------------------------------------------------------------
+
+
+class NgramIndex:
+    """Maps token strings and n-gram keys to feature columns (built once per model).
+
+    Parameters
+    ----------
+    vocab : list of str
+        n-gram feature names (``"ja"``, ``"<s> ja"``, ``"er det noe"``), column order.
+    """
+
+    def __init__(self, vocab: list[str]):
+        self.vocab = list(vocab)
+        toks: dict[str, int] = {BOS: 0, EOS: 1}
+        for g in self.vocab:
+            for t in g.split(" "):
+                toks.setdefault(t, len(toks))
+        self.token_id = toks
+        self.oov = len(toks)
+        self.V = len(toks) + 1
+        keys = np.array([self._key([toks[t] for t in g.split(" ")]) for g in self.vocab], dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        self.sorted_keys = keys[order]
+        self.sorted_cols = order.astype(np.int64)
+
+    def _key(self, ids: list[int]) -> int:
+        # n-gram key: base-V digits, offset by n so that lengths never collide
+        k = 0
+        for i in ids:
+            k = k * self.V + i
+        return k * 4 + len(ids)
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Column of each key, or -1 when the n-gram is not a feature."""
+        if len(self.sorted_keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        pos = np.searchsorted(self.sorted_keys, keys)
+        pos = np.minimum(pos, len(self.sorted_keys) - 1)
+        hit = self.sorted_keys[pos] == keys
+        return np.where(hit, self.sorted_cols[pos], -1)
+
+
+def text_ngram_matrix(texts, index: NgramIndex):
+    """Binary n-gram matrix and flags for many texts with no per-text Python loop.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        Raw utterance texts (typically the unique texts of a batch).
+    index : NgramIndex
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix, shape (len(texts), len(index.vocab))
+        1 where the n-gram occurs.
+    flags : ndarray, shape (len(texts), 3), bool
+        question mark, exclamation mark, shouted word.
+    n_tokens : ndarray of int
+    n_minimal : ndarray of int
+        tokens that are minimal responses (:data:`MINIMAL`).
+
+    Examples
+    --------
+    >>> idx = NgramIndex(["ja", "<s> ja </s>", "noe mer"])
+    >>> X, flags, n, m = text_ngram_matrix(["Ja.", "Er det noe mer?"], idx)
+    >>> X.toarray().astype(int).tolist(), flags[:, 0].tolist(), n.tolist()
+    ([[1, 1, 0], [0, 0, 1]], [False, True], [1, 4])
+    """
+    n = len(texts)
+    nf = len(index.vocab)
+    if n == 0:
+        return sp.csr_matrix((0, nf), dtype=np.float64), np.zeros((0, 3), bool), np.zeros(0, int), np.zeros(0, int)
+    raw = SEP.join(texts)
+    if raw.count(SEP) != n - 1:  # a text contained the separator itself: make it harmless
+        raw = SEP.join(t.replace(SEP, " ") for t in texts)
+    raw = BRACKETS.sub(" ", raw)
+    # Flags from code points: which text each character belongs to is a cumsum over separators.
+    cp = np.frombuffer(raw.encode("utf-32-le"), dtype=np.uint32)
+    owner = np.cumsum(cp == ord(SEP))
+    flags = np.zeros((n, 3), dtype=bool)
+    flags[owner[cp == ord("?")], 0] = True
+    flags[owner[cp == ord("!")], 1] = True
+    up = ((cp >= 65) & (cp <= 90)) | np.isin(cp, (0xC6, 0xD8, 0xC5))  # A–Z Æ Ø Å
+    if len(up) >= 4:
+        run4 = up[:-3] & up[1:-2] & up[2:-1] & up[3:]
+        flags[owner[:-3][run4], 2] = True
+    # One lower/translate/split over the whole batch; separators become tokens.
+    low = raw.lower().translate(TRANSLATE).replace(SEP, f" {SEP} ")
+    # Unique surface tokens are few: map them (canonical form → id) once each.
+    inv, uniq = pd.factorize(np.array(low.split(), dtype=object))
+    tid = index.token_id
+    sep_tok, eos = -1, 1
+    uid = np.array([sep_tok if u == SEP else tid.get(canonical(u), index.oov) for u in uniq], dtype=np.int64)
+    mini = np.array([canonical(u) in MINIMAL for u in uniq], dtype=bool)
+    ids = uid[inv.reshape(-1)]
+    is_sep = ids == sep_tok
+    owner_tok = np.cumsum(is_sep)
+    words = ~is_sep
+    n_tokens = np.bincount(owner_tok[words], minlength=n)
+    n_minimal = np.bincount(owner_tok[words & mini[inv.reshape(-1)]], minlength=n)
+    # Bracket every text with <s> … </s>: separators sit between texts, so put a
+    # separator at both ends and read a separator as BOS (right side) or EOS (left side).
+    ids = np.concatenate(([sep_tok], ids, [sep_tok]))
+    owner_tok = np.concatenate(([0], owner_tok, [n - 1]))
+    is_sep = ids == sep_tok
+    left = np.where(is_sep, 0, ids)  # separator on the left of an n-gram = BOS
+    right = np.where(is_sep, eos, ids)  # separator on the right = EOS
+    V = index.V
+    rows, keys = [], []
+    w = ~is_sep
+    rows.append(owner_tok[w])
+    keys.append(ids[w] * 4 + 1)
+    # bigrams: at least one side is a word (two separators = an empty text)
+    a, b = slice(0, -1), slice(1, None)
+    ok2 = ~(is_sep[a] & is_sep[b])
+    own2 = np.where(is_sep[a], owner_tok[b], owner_tok[a])
+    rows.append(own2[ok2])
+    keys.append(((left[a] * V + right[b]) * 4 + 2)[ok2])
+    # trigrams: the middle must be a word; the ends may be boundaries
+    a, m, c = slice(0, -2), slice(1, -1), slice(2, None)
+    ok3 = ~is_sep[m]
+    rows.append(owner_tok[m][ok3])
+    keys.append((((left[a] * V + ids[m]) * V + right[c]) * 4 + 3)[ok3])
+    rows = np.concatenate(rows)
+    cols = index.lookup(np.concatenate(keys))
+    keep = cols >= 0
+    X = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(n, nf))
+    X.sum_duplicates()
+    X.data[:] = 1.0
+    return X, flags, n_tokens, n_minimal

@@ -1,0 +1,271 @@
+"""Training and evaluation of the tagger (scikit-learn is used here only, never at inference).
+
+``speechpipe train-tagger`` runs :func:`train_and_save`: it reads the gold calls,
+adds an ASR-like copy of every call (lower case, no punctuation, spelling
+variants, dropped and swapped words) so the model cannot lean on punctuation,
+fits one logistic regression per act (on the speakers that may carry it) and a
+multinomial one for the phase emissions, counts phase transitions, runs
+leave-calls-out cross-validation and writes ``models/tagger-v1.{json,npz}``.
+
+Examples
+--------
+>>> import random
+>>> asrify("Okei. Har du sendt inn meldekortet? [sukker]", random.Random(0), p_drop=0, p_swap=0)
+'okei har du sendt inn meldekortet'
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .records import ACTS, Utterance
+from .tagger import CALLER_ACTS, COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
+from .tagger_features import FeatureSpace, encode_calls
+from .tagger_phases import PHASES, transition_matrix
+from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens
+
+VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
+
+
+class GoldError(Exception):
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def load_gold(path) -> dict:
+    """Read one transcript in the gold format; ``acts``/``phase`` kept as gold if present.
+
+    Returns ``{"call_id", "utterances": [Utterance], "gold_acts", "gold_phase", "structure", "reopenings"}``;
+    the Utterances carry no labels (gold labels stay apart, so the tagger never sees them).
+    """
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise GoldError(p, f"cannot read: {e}") from e
+    except json.JSONDecodeError as e:
+        raise GoldError(p, f"not valid JSON ({e.msg}, line {e.lineno})") from e
+    if not isinstance(d, dict) or not isinstance(d.get("utterances"), list):
+        raise GoldError(p, "expected an object with an 'utterances' list")
+    utts, acts, phases = [], [], []
+    for i, u in enumerate(d["utterances"]):
+        if not isinstance(u, dict) or not isinstance(u.get("speaker"), str) or not isinstance(u.get("text"), str):
+            raise GoldError(p, f"utterance {i} needs string 'speaker' and 'text'")
+        start, end = u.get("start"), u.get("end")
+        if start is not None and not isinstance(start, (int, float)) or end is not None and not isinstance(end, (int, float)):
+            raise GoldError(p, f"utterance {i}: start/end must be numbers")
+        utts.append(Utterance(u["speaker"], start, end, u["text"], channel=u.get("channel")))
+        acts.append([a for a in u.get("acts") or [] if a in ACTS])
+        phases.append(u.get("phase"))
+    return {"call_id": str(d.get("call_id") or p.stem), "utterances": utts, "gold_acts": acts, "gold_phase": phases,
+            "structure": d.get("structure"), "reopenings": d.get("reopenings"), "path": str(p)}
+
+
+def load_gold_dir(path) -> list[dict]:
+    files = sorted(Path(path).glob("*.json"))
+    if not files:
+        raise GoldError(path, "no *.json gold files")
+    return [load_gold(f) for f in files]
+
+
+def asrify(text: str, rng: random.Random, p_drop: float = 0.06, p_swap: float = 0.04, p_variant: float = 0.3,
+           vocab: list[str] | None = None) -> str:
+    """Text as speech recognition would give it: no notes, no punctuation, lower case, some errors."""
+    words = re.sub(r"[^\w\s-]", " ", BRACKETS.sub(" ", text)).lower().replace("-", " ").split()
+    out = []
+    for w in words:
+        r = rng.random()
+        if r < p_drop and len(words) > 2:
+            continue
+        if r < p_drop + p_swap and vocab:
+            w = rng.choice(vocab)
+        elif w in VARIANTS and rng.random() < p_variant:
+            w = VARIANTS[w]
+        out.append(w)
+    return " ".join(out)
+
+
+def asr_copy(call: dict, seed: int, **kw) -> dict:
+    rng = random.Random(seed)
+    vocab = [w for u in call["utterances"] for w in normalise_tokens(u.text)]
+    utts = [Utterance(u.speaker, u.start, u.end, asrify(u.text, rng, vocab=vocab, **kw)) for u in call["utterances"]]
+    return {**call, "call_id": call["call_id"] + "-asr", "utterances": utts}
+
+
+def _design(fs: FeatureSpace, calls: list[dict]):
+    b = encode_calls([c["utterances"] for c in calls])
+    Xt, aux = fs.text_block(b.texts)
+    C = fs.context_block(b, aux)
+    X = sp.hstack([Xt[b.text_code], sp.csr_matrix(C)], format="csr")
+    Y = np.zeros((b.n, NA), dtype=bool)
+    P = np.zeros(b.n, dtype=np.int64)
+    spk = []
+    i = 0
+    for c in calls:
+        for u, acts, ph in zip(c["utterances"], c["gold_acts"], c["gold_phase"]):
+            for a in acts:
+                Y[i, ACTS.index(a)] = True
+            P[i] = PHASES.index(ph) if ph in PHASES else -1
+            spk.append(u.speaker)
+            i += 1
+    return X, Y, P, np.array(spk, dtype=object)
+
+
+def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None) -> Tagger:
+    """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    train = list(calls)
+    if augment:
+        train += [asr_copy(c, seed + k) for k, c in enumerate(calls)]
+    df = Counter()
+    for c in train:
+        for u in c["utterances"]:
+            df.update(set(ngrams(normalise_tokens(u.text))))
+    vocab = sorted(g for g, n in df.items() if n >= min_df)
+    fs = FeatureSpace(vocab, CUE_FAMILIES)
+    X, Y, P, spk = _design(fs, train)
+    nt, nc = fs.n_text, fs.n_ctx
+    W = np.zeros((nt + nc, NA + 4))
+    bias = np.zeros(NA + 4)
+    is_coun = spk == "counsellor"
+    for k, a in enumerate(ACTS):
+        rows = np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun)
+        y = Y[rows, k]
+        if y.sum() == 0:
+            bias[k] = -20.0
+            continue
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear")
+        m.fit(X[rows], y)
+        W[:, k] = m.coef_[0]
+        bias[k] = m.intercept_[0]
+    ok = P >= 0
+    m = LogisticRegression(C=C, max_iter=3000)
+    m.fit(X[ok], P[ok])
+    coef = np.zeros((4, X.shape[1]))
+    inter = np.zeros(4)
+    coef[m.classes_] = m.coef_
+    inter[m.classes_] = m.intercept_
+    W[:, NA:] = coef.T
+    bias[NA:] = inter
+    counts = Counter()
+    for c in calls:
+        ph = [PHASES.index(p) for p in c["gold_phase"] if p in PHASES]
+        counts.update(zip(ph, ph[1:]))
+    logA, logpi = transition_matrix(dict(counts))
+    meta = {
+        "name": name or MODEL_STEM,
+        "vocab": fs.vocab,
+        "families": fs.families,
+        "acts": list(ACTS),
+        "phases": list(PHASES),
+        "text_features": fs.text_names,
+        "ctx_features": fs.ctx_names,
+        "thresholds": {a: 0.5 for a in ACTS},
+        "logA": logA.tolist(),
+        "logpi": logpi.tolist(),
+        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "min_df": min_df, "seed": seed},
+    }
+    return Tagger(meta, {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias})
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def score(pred_calls: list[dict], gold_calls: list[dict]) -> dict:
+    """Act micro/macro F1, per-act F1, phase accuracy, structure and reopenings agreement."""
+    tp, fp, fn = Counter(), Counter(), Counter()
+    ph_ok = ph_n = st_ok = reo_ok = 0
+    for pc, g in zip(pred_calls, gold_calls):
+        for u, ga, gp in zip(pc["utterances"], g["gold_acts"], g["gold_phase"]):
+            pa, ga = set(u.acts), set(ga)
+            for a in pa & ga:
+                tp[a] += 1
+            for a in pa - ga:
+                fp[a] += 1
+            for a in ga - pa:
+                fn[a] += 1
+            if gp in PHASES:
+                ph_n += 1
+                ph_ok += u.phase == gp
+        s = pc["summary"]
+        if g.get("structure"):
+            st_ok += s["structure"] == g["structure"]
+            reo_ok += s["reopenings"] == g.get("reopenings")
+
+    def f1(t, p, n):
+        return 2 * t / (2 * t + p + n) if (2 * t + p + n) else 0.0
+
+    labels = [a for a in ACTS if tp[a] + fn[a] > 0]
+    per = {a: round(f1(tp[a], fp[a], fn[a]), 3) for a in labels}
+    T, Fp, Fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
+    return {
+        "act_micro_f1": round(f1(T, Fp, Fn), 4),
+        "act_macro_f1": round(float(np.mean(list(per.values()))) if per else 0.0, 4),
+        "phase_accuracy": round(ph_ok / ph_n, 4) if ph_n else None,
+        "structure_right": st_ok,
+        "reopenings_right": reo_ok,
+        "calls": len(gold_calls),
+        "utterances": sum(len(g["utterances"]) for g in gold_calls),
+        "per_act_f1": per,
+    }
+
+
+def tag_gold(tagger: Tagger, calls: list[dict]) -> list[dict]:
+    """Tag copies of the gold calls' utterances (gold labels never reach the tagger)."""
+    out = []
+    copies = [[Utterance(u.speaker, u.start, u.end, u.text) for u in c["utterances"]] for c in calls]
+    summaries = tagger.tag_calls(copies)
+    for c, utts, s in zip(calls, copies, summaries):
+        out.append({"call_id": c["call_id"], "utterances": utts, "summary": s})
+    return out
+
+
+def cross_validate(calls: list[dict], folds: int | None = None, **fit_kw) -> dict:
+    """Leave-calls-out cross-validation (default: leave one call out), on clean and ASR-like text."""
+    k = folds or len(calls)
+    groups = [list(range(i, len(calls), k)) for i in range(k)]
+    pred_clean, pred_asr, gold_clean, gold_asr = [], [], [], []
+    for held in groups:
+        train = [c for i, c in enumerate(calls) if i not in held]
+        test = [calls[i] for i in held]
+        t = fit(train, **fit_kw)
+        test_asr = [asr_copy(c, 1000 + i) for i, c in zip(held, test)]
+        pred_clean += tag_gold(t, test)
+        gold_clean += test
+        pred_asr += tag_gold(t, test_asr)
+        gold_asr += test_asr
+    return {"folds": k, "clean": score(pred_clean, gold_clean), "asr_like": score(pred_asr, gold_asr)}
+
+
+def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write ``STEM.json`` (names, vocabulary, transitions, metrics) and ``STEM.npz`` (weights) atomically."""
+    import io
+
+    from .writers import atomic_write_bytes, write_json
+
+    stem = Path(stem) if stem else MODEL_DIR / MODEL_STEM
+    meta = dict(tagger.meta)
+    if extra:
+        meta.update(extra)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32))
+    npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
+    js = write_json(stem.with_suffix(".json"), meta)
+    return js, npz
+
+
+def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, **fit_kw) -> dict:
+    calls = load_gold_dir(gold_dir)
+    metrics = cross_validate(calls, **fit_kw) if cv else None
+    tagger = fit(calls, **fit_kw)
+    js, npz = save(tagger, stem, {"cross_validation": metrics})
+    return {"json": str(js), "npz": str(npz), "cross_validation": metrics}
