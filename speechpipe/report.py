@@ -63,8 +63,8 @@ def _env():
 
 
 def _script_json(obj: Any) -> str:
-    """JSON safe to place inside a <script> element."""
-    return json.dumps(obj, ensure_ascii=False).replace("</", "<\\/")
+    """JSON safe to place inside a <script> element (no raw ``<``, ``>`` or ``&``)."""
+    return json.dumps(obj, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _has_times(result: CallResult) -> bool:
@@ -87,6 +87,12 @@ def _spans(result: CallResult, timed: bool) -> list[tuple[float, float]]:
     if timed:
         return [(float(u.start), float(u.end)) for u in result.utterances]
     return [(float(i), float(i + 1)) for i in range(len(result.utterances))]
+
+
+def _x_end(result: CallResult, spans: list[tuple[float, float]]) -> float:
+    """One x range for every chart, so the timeline and pitch panels line up."""
+    end = max((b for _, b in spans), default=1.0)
+    return max(end, float((result.audio or {}).get("duration") or 0.0) if _has_times(result) else 0.0)
 
 
 def _short(text: str, n: int = 120) -> str:
@@ -119,7 +125,7 @@ def timeline_spec(result: CallResult) -> dict | None:
     rows = [s for s in ("counsellor", "caller", "other") if any(t["speaker"] == s for t in turns)]
     rows += sorted({t["speaker"] for t in turns} - set(rows))
     y = alt.Y("speaker:N", sort=rows, title=None, scale=alt.Scale(domain=rows))
-    x = alt.X("start:Q", title=xtitle)
+    x = alt.X("start:Q", title=xtitle, scale=alt.Scale(domain=[0, _x_end(result, spans)], nice=False))
     layers = []
     if bands:
         ph = [p for p in PHASES if any(b["phase"] == p for b in bands)]
@@ -199,17 +205,18 @@ def pitch_spec(result: CallResult) -> dict | None:
     if not bc and not contour:
         return None
     xt = "time (s)" if timed else "turn number"
+    xs = alt.Scale(domain=[0, _x_end(result, spans)], nice=False)
     charts = []
     if contour:
         charts.append(alt.Chart(alt.Data(values=contour)).mark_line(strokeWidth=1, opacity=0.8).encode(
-            x=alt.X("t:Q", title=xt), y=alt.Y("hz:Q", title="F0 (Hz)"),
+            x=alt.X("t:Q", title=xt, scale=xs), y=alt.Y("hz:Q", title="F0 (Hz)"),
             color=alt.Color("speaker:N", scale=alt.Scale(domain=list(SPEAKER_COLOURS), range=list(SPEAKER_COLOURS.values())))
         ).properties(width=900, height=140, title="pitch track"))
     if bc:
         doms = [i for i in (*INTONATION_SHAPES, "unmeasured") if any(b["intonation"] == i for b in bc)]
         rule = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(color="#999").encode(y="y:Q")
         pts = alt.Chart(alt.Data(values=bc)).mark_point(filled=True, size=110).encode(
-            x=alt.X("t:Q", title=xt), y=alt.Y("change:Q", title="final pitch change (semitones)"),
+            x=alt.X("t:Q", title=xt, scale=xs), y=alt.Y("change:Q", title="final pitch change (semitones)"),
             shape=alt.Shape("intonation:N", scale=alt.Scale(domain=doms, range=[INTONATION_SHAPES.get(d, "circle") for d in doms])),
             color=alt.Color("speaker:N", scale=alt.Scale(domain=list(SPEAKER_COLOURS), range=list(SPEAKER_COLOURS.values()))),
             tooltip=[alt.Tooltip("intonation:N"), alt.Tooltip("change:Q", format="+.1f"), alt.Tooltip("speaker:N"), alt.Tooltip("text:N")])
