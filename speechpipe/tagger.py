@@ -172,9 +172,14 @@ class Tagger:
         import torch
 
         dev = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        import warnings
+
         Xc = Xt.tocsr()
-        X = torch.sparse_csr_tensor(torch.as_tensor(Xc.indptr, dtype=torch.int64), torch.as_tensor(Xc.indices, dtype=torch.int64),
-                                    torch.as_tensor(Xc.data), size=Xc.shape, device=dev)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product we use is stable
+            warnings.simplefilter("ignore", UserWarning)
+            X = torch.sparse_csr_tensor(torch.as_tensor(Xc.indptr, dtype=torch.int64),
+                                        torch.as_tensor(Xc.indices, dtype=torch.int64),
+                                        torch.as_tensor(Xc.data), size=Xc.shape, device=dev)
         Wt = torch.as_tensor(self.W_text, device=dev)
         text_logits = X @ Wt
         tc = torch.as_tensor(b.text_code, device=dev)

@@ -119,7 +119,8 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     return X, Y, P, np.array(spk, dtype=object)
 
 
-def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None) -> Tagger:
+def fit(calls: list[dict], C: float = 0.3, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
+        balanced: bool = True, phase_C: float | None = None) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -143,12 +144,13 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         if y.sum() == 0:
             bias[k] = -20.0
             continue
-        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear")
+        # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", class_weight="balanced" if balanced else None)
         m.fit(X[rows], y)
         W[:, k] = m.coef_[0]
         bias[k] = m.intercept_[0]
     ok = P >= 0
-    m = LogisticRegression(C=C, max_iter=3000)
+    m = LogisticRegression(C=phase_C or C, max_iter=3000)
     m.fit(X[ok], P[ok])
     coef = np.zeros((4, X.shape[1]))
     inter = np.zeros(4)
@@ -172,7 +174,8 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         "thresholds": {a: 0.5 for a in ACTS},
         "logA": logA.tolist(),
         "logpi": logpi.tolist(),
-        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "min_df": min_df, "seed": seed},
+        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
+                     "seed": seed, "balanced": balanced},
     }
     return Tagger(meta, {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias})
 

@@ -1,5 +1,137 @@
-"""Commands of this area (filled in by its issue)."""
+"""``speechpipe tag``, ``speechpipe train-tagger`` and ``speechpipe eval tagger``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v1.")
+
+
+def _load(model, con):
+    from ..tagger import TaggerError, load_tagger
+
+    try:
+        return load_tagger(model)
+    except TaggerError as e:
+        con.print(f"[red]error[/red] {e}")
+        raise typer.Exit(1)
+
+
+def _metrics_table(title: str, m: dict):
+    from rich.table import Table
+
+    t = Table("measure", "value", title=title)
+    for k in ("act_micro_f1", "act_macro_f1", "phase_accuracy"):
+        t.add_row(k, f"{m[k]:.3f}" if m[k] is not None else "–")
+    t.add_row("structure right", f"{m['structure_right']}/{m['calls']}")
+    t.add_row("reopenings right", f"{m['reopenings_right']}/{m['calls']}")
+    t.add_row("utterances", str(m["utterances"]))
+    for a, f in m["per_act_f1"].items():
+        t.add_row(f"  F1 {a}", f"{f:.3f}")
+    return t
 
 
 def register(app, eval_app):
-    pass
+    @app.command("tag")
+    def tag(
+        transcripts: List[Path] = typer.Argument(..., help="Transcripts in the gold format (utterances with speaker and text)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory for DIR/<call_id>.json."),
+        redact: bool = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses."),
+        model: Optional[Path] = MODEL,
+    ):
+        """Tag acts, phases and call structure from text; gold labels in the files are ignored."""
+        from ..cli import console, fail_line, failure_reason, log_failure
+        from ..records import CallResult
+        from ..tagger_train import GoldError, load_gold
+        from ..writers import private_dir, write_call_json
+
+        con = console()
+        if out.exists() and not out.is_dir():
+            con.print(f"[red]error[/red] --out {out} is a file, not a directory")
+            raise typer.Exit(1)
+        tagger = _load(model, con)
+        private_dir(out)
+        calls, failed = [], 0
+        for path in transcripts:
+            try:
+                calls.append(load_gold(path))
+            except GoldError as e:
+                failed += 1
+                con.print(fail_line(path, e.reason))
+                log_failure(out, path, e.reason, e)
+        # One vectorised pass over every readable call.
+        summaries = tagger.tag_calls([c["utterances"] for c in calls]) if calls else []
+        for c, summary in zip(calls, summaries):
+            try:
+                result = CallResult(call_id=c["call_id"], utterances=c["utterances"], models={"tagger": tagger.name},
+                                    summary=summary)
+                if redact:
+                    from ..redact import redact_call  # written alongside; imported only when asked for
+
+                    result = redact_call(result)
+                written = write_call_json(result, out)
+                con.print(f"[green]done[/green] {c['path']} → {written}")
+            except Exception as e:  # one bad call never stops the others
+                failed += 1
+                reason = failure_reason(e)
+                con.print(fail_line(c["path"], reason))
+                log_failure(out, c["path"], reason, e)
+        raise typer.Exit(2 if failed else 0)
+
+    @app.command("train-tagger")
+    def train_tagger(
+        gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts (e.g. ../shared/tagger-dev)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v1)."),
+        c: float = typer.Option(0.3, "--C", help="Inverse L2 regularisation strength."),
+        no_cv: bool = typer.Option(False, "--no-cv", help="Skip leave-one-call-out cross-validation."),
+    ):
+        """Learn the tagger's weights from gold calls (reproducible: fixed seed)."""
+        from ..cli import console
+        from ..tagger_train import GoldError, train_and_save
+
+        con = console()
+        try:
+            res = train_and_save(gold, out, cv=not no_cv, C=c)
+        except GoldError as e:
+            con.print(f"[red]error[/red] {e}")
+            raise typer.Exit(2)
+        con.print(f"wrote {res['json']} and {res['npz']}")
+        cv = res["cross_validation"]
+        if cv:
+            con.print(_metrics_table(f"leave-one-call-out ({cv['folds']} folds), clean text", cv["clean"]))
+            con.print(_metrics_table("same, ASR-like text", cv["asr_like"]))
+
+    @eval_app.command("tagger")
+    def eval_tagger(
+        gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts with acts and phases."),
+        model: Optional[Path] = MODEL,
+        asr_like: bool = typer.Option(False, "--asr-like", help="Also score an ASR-like copy (lower case, no punctuation, errors)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+    ):
+        """Act F1, phase accuracy and structure against your own gold transcripts."""
+        from ..cli import console
+        from ..tagger_train import GoldError, asr_copy, load_gold_dir, score, tag_gold
+        from ..writers import write_json
+
+        con = console()
+        tagger = _load(model, con)
+        try:
+            calls = load_gold_dir(gold)
+        except GoldError as e:
+            con.print(f"[red]error[/red] {e}")
+            raise typer.Exit(2)
+        res = {"model": tagger.name, "clean": score(tag_gold(tagger, calls), calls)}
+        if asr_like:
+            noisy = [asr_copy(c, 1000 + i) for i, c in enumerate(calls)]
+            res["asr_like"] = score(tag_gold(tagger, noisy), noisy)
+        from rich.console import Console
+
+        out = Console()
+        out.print(_metrics_table(f"{tagger.name} on {gold}", res["clean"]))
+        if asr_like:
+            out.print(_metrics_table("ASR-like copy", res["asr_like"]))
+        if json_out:
+            write_json(json_out, res)
