@@ -54,7 +54,10 @@ def log_failure(out: Path, path, reason: str, e: BaseException) -> None:
 
     append_jsonl(out / "errors.jsonl", {"file": str(path), "reason": reason})
     tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-    with open(out / "speechpipe.log", "a", encoding="utf-8") as f:
+    import os
+
+    # owner-only like every other output: tracebacks name the input files
+    with open(out / "speechpipe.log", "a", encoding="utf-8", opener=lambda p, fl: os.open(p, fl, 0o600)) as f:
         f.write(f"--- {path}\n{tb}\n")
 
 
@@ -157,6 +160,10 @@ def run(
     asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold, vad_min_silence_ms, cpu_threads)
     cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
     pipe = Pipeline(cfg)
+    if pseudonymise:
+        from .redact import require_pseudonym_key
+
+        require_pseudonym_key()  # a usage error before any file is read
     failed = 0
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s audio"),
@@ -175,6 +182,8 @@ def run(
 
                     call_id = pseudonymise_id(path)
                 result = pipe.process(path, call_id=call_id, progress=progress)
+                if pseudonymise and result.audio:
+                    result.audio["path"] = None  # the file name is what the pseudonym hides
                 written = write_outputs(result, out, fmts)
                 con.print(f"[green]done[/green] {path} → {written[0]}")
             except ASRError as e:  # the model itself is unusable: no point going on

@@ -276,6 +276,19 @@ class PseudonymKeyError(ValueError):
     """Raised when ``--pseudonymise`` is used without a key."""
 
 
+def require_pseudonym_key() -> str:
+    """The pseudonym key from the environment, or a usage error (for ``--pseudonymise``)."""
+    key = os.environ.get(PSEUDONYM_ENV)
+    if not key:
+        import typer
+
+        raise typer.BadParameter(
+            f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV} "
+            "(keep it out of the output directory; the same key gives the same ids)"
+        )
+    return key
+
+
 def pseudonymise_id(path: str | os.PathLike, key: str | None = None, length: int = 16) -> str:
     """A keyed, stable pseudonym for a call: HMAC-SHA256 of the file's content.
 
