@@ -121,6 +121,7 @@ class Tagger:
             L = text_logits[b.text_code] + C @ self.W_ctx + self.bias
             acts = self._decide_acts(L[:, :NA], b.spk)
             phase = viterbi_batch(_log_softmax(L[:, NA:]), b.offsets, self.logA, self.logpi)
+        acts[aux["n_tokens"][b.text_code] == 0] = False  # no words (empty, or only a [note]): no act
         return {"acts": acts, "phase": phase, "Xt": Xt, "C": C, "n_tokens": aux["n_tokens"]}
 
     def tag_call_reference(self, utterances) -> dict:
@@ -139,6 +140,8 @@ class Tagger:
                 s += sum(v * self.W_ctx[j, k] for j, v in enumerate(ctx) if v)
                 logits.append(s + self.bias[k])
             acts = [a for k, a in enumerate(ACTS) if self.roles[speakers[i], k] and logits[k] > self.thr_logit[k]]
+            if auxes[i]["n_tokens"] == 0:
+                acts = []
             if "backchannel" in acts:
                 others = [logits[ACTS.index(a)] for a in acts if a != "backchannel"]
                 acts = ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
@@ -199,7 +202,10 @@ class Tagger:
         return pred.cpu().numpy(), phase
 
     def evidence(self, b: Batch, out: dict) -> dict:
-        """``{(row, act): cue}`` for every predicted act: the text feature that pushed hardest, else the context."""
+        """Cue of every predicted act: the text feature that pushed hardest, else the context feature.
+
+        Returns ``rows, cols, names`` aligned with ``np.nonzero(out["acts"])``.
+        """
         Xt, C, acts = out["Xt"], out["C"], out["acts"]
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
         # Per unique text and act: the best positive n-gram (family weight folded in) or text flag.
@@ -215,18 +221,14 @@ class Tagger:
                 r, k = row_of[order][first], order[first]
                 pos = contrib[k, a] > 0
                 best[r[pos], a] = Xe.indices[k[pos]]
-        rows, cols = np.nonzero(acts)
+        rows, cols = np.nonzero(acts)  # row-major: per row, acts in ACTS order
         ev = best[b.text_code[rows], cols]
-        res = {}
+        names = np.array(self.ev_names, dtype=object)[np.maximum(ev, 0)]
         need = ev < 0
         if need.any():
             cc = (C[rows[need]] * self.W_ctx[:, cols[need]].T).argmax(axis=1)
-            ctx_names = np.array([f"context:{n}" for n in self.fs.ctx_names], dtype=object)
-            res.update(zip(zip(rows[need].tolist(), cols[need].tolist()), ctx_names[cc].tolist()))
-        names = np.array(self.ev_names, dtype=object)
-        ok = ~need
-        res.update(zip(zip(rows[ok].tolist(), cols[ok].tolist()), names[ev[ok]].tolist()))
-        return res
+            names[need] = np.array([f"context:{n}" for n in self.fs.ctx_names], dtype=object)[cc]
+        return rows, cols, names
 
     def _evidence_ref(self, cols: list[int], ctx: list[float], a: int) -> str:
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
@@ -247,21 +249,26 @@ class Tagger:
 
     def _write_back(self, calls, b: Batch, out: dict) -> None:
         acts, phase = out["acts"], out["phase"]
-        ev = self.evidence(b, out)
+        rows, _, names = self.evidence(b, out)
         # Few distinct act sets exist: build each label list once, copy per utterance.
         codes = acts.astype(np.int64) @ (1 << np.arange(NA, dtype=np.int64))
         uc, inv = np.unique(codes, return_inverse=True)
-        labels = [[a for k, a in enumerate(ACTS) if (int(c) >> k) & 1] for c in uc]
-        ph = [PHASES[p] for p in range(4)]
-        inv = inv.tolist()
-        phase = phase.tolist()
+        labels = [tuple(a for k, a in enumerate(ACTS) if (int(c) >> k) & 1) for c in uc]
+        first_ev = np.searchsorted(rows, np.arange(b.n)).tolist()  # where each row's cues start
+        names = names.tolist()
+        ph = [PHASES[p] for p in phase.tolist()]
+        inv = inv.reshape(-1).tolist()
         i = 0
         for call in calls:
             for u in call:
                 lab = labels[inv[i]]
                 u.acts = list(lab)
-                u.phase = ph[phase[i]]
-                u.evidence = {a: ev[(i, ACTS.index(a))] for a in lab} if lab else {}
+                u.phase = ph[i]
+                if lab:
+                    j = first_ev[i]
+                    u.evidence = dict(zip(lab, names[j:j + len(lab)]))
+                else:
+                    u.evidence = {}
                 i += 1
 
 
@@ -390,7 +397,13 @@ def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text
     ov_n = np.bincount(calls[ovm], minlength=B)
     ov_s = np.bincount(calls[ovm], weights=ovs[ovm], minlength=B)
 
-    starts = b.start
+    # Python lists from here on: per-call dict building on numpy scalars is slow.
+    starts = b.start.tolist()
+    lens, timed, emp, info, emo, nxt, wm = (x.tolist() for x in (lens, timed, emp, info, emo, nxt, wm))
+    t0, t1, reo, holds = t0.tolist(), t1.tolist(), reo.tolist(), holds.tolist()
+    amount_t, amount_w, present, bc = amount_t.tolist(), amount_w.tolist(), present.tolist(), bc.tolist()
+    sil_n, sil_s, ov_n, ov_s = sil_n.tolist(), sil_s.tolist(), ov_n.tolist(), ov_s.tolist()
+    offs = b.offsets.tolist()
     out = []
     for c in range(B):
         nc = int(lens[c])
@@ -406,27 +419,27 @@ def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text
             if tm:
                 pos = (starts[k] - t0[c]) / (t1[c] - t0[c]) if t1[c] > t0[c] else 0.0
             else:
-                pos = (k - int(b.offsets[c])) / (nc - 1) if nc > 1 else 0.0
+                pos = (k - offs[c]) / (nc - 1) if nc > 1 else 0.0
         amt = amount_t[c] if tm else amount_w[c]
-        tot = sum(float(amt[s]) for s in range(4) if present[c, s])
+        tot = sum(float(amt[s]) for s in range(4) if present[c][s])
         d = {
             "structure": "hourglass" if reo[c] else "funnel",
             "reopenings": int(reo[c]),
             "feelings_before_case": fbc,
             "feelings_latency_s": _r(lat),
             "what_more_position": _r(pos),
-            "talk_share": {SPK[s]: _r(amt[s] / tot) if tot > 0 else None for s in range(4) if present[c, s]},
+            "talk_share": {SPK[s]: _r(amt[s] / tot) if tot > 0 else None for s in range(4) if present[c][s]},
             "talk_share_unit": "time" if tm else "words",
             "holds": int(holds[c]),
             "n_utterances": nc,
         }
         if tm:
             minutes = (t1[c] - t0[c]) / 60
-            d["backchannel_rate_per_min"] = {SPK[s]: _r(bc[c, s] / minutes) if minutes > 0 else None
-                                             for s in range(4) if present[c, s]}
+            d["backchannel_rate_per_min"] = {SPK[s]: _r(bc[c][s] / minutes) if minutes > 0 else None
+                                             for s in range(4) if present[c][s]}
             d.update(silences=int(sil_n[c]), silence_s=_r(sil_s[c]), overlaps=int(ov_n[c]), overlap_s=_r(ov_s[c]))
         else:
-            d["backchannel_rate_per_100_utt"] = {SPK[s]: _r(100 * bc[c, s] / nc) for s in range(4) if present[c, s]}
+            d["backchannel_rate_per_100_utt"] = {SPK[s]: _r(100 * bc[c][s] / nc) for s in range(4) if present[c][s]}
         out.append(d)
     return out
 

@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
@@ -67,26 +68,30 @@ class Batch:
         return np.arange(self.n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
 
 
-def _get(u, name, default=None):
-    if isinstance(u, tuple):  # (speaker, text) pairs, for quick use and doctests
-        return {"speaker": u[0], "text": u[1]}.get(name, default)
-    return getattr(u, name, default)
-
-
 def encode_calls(calls) -> Batch:
     """Turn ``list[list[Utterance]]`` into a :class:`Batch` (the only pass over objects)."""
     flat = [u for c in calls for u in c]
     offsets = np.zeros(len(calls) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in calls])
-    codes, uniq = pd.factorize(np.array([_get(u, "text") or "" for u in flat], dtype=object))
-    sc, su = pd.factorize(np.array([_get(u, "speaker") for u in flat], dtype=object))
+    if flat and isinstance(flat[0], tuple):
+        cols = [[u[1] for u in flat], [u[0] for u in flat], [None] * len(flat), [None] * len(flat), [None] * len(flat)]
+    else:  # attrgetter + zip: attribute reads in C, no Python frame per utterance
+        get = attrgetter("text", "speaker", "intonation", "start", "end")
+        cols = list(zip(*map(get, flat))) if flat else [[]] * 5
+    text, speaker, inton, start, end = cols
+    codes, uniq = pd.factorize(np.array(text, dtype=object))
+    uniq = ["" if t is None else t for t in uniq]
+    sc, su = pd.factorize(np.array(speaker, dtype=object))
     # factorize gives -1 for None: the appended last entry catches it
     spk = np.array([SPK_CODE.get(s, 3) for s in su] + [3], dtype=np.int8)[sc]
-    ic, iu = pd.factorize(np.array([_get(u, "intonation") for u in flat], dtype=object))
+    ic, iu = pd.factorize(np.array(inton, dtype=object))
     rise = np.array([s == "rise" for s in iu] + [False], dtype=bool)[ic]
-    start = np.array([_get(u, "start") for u in flat], dtype=np.float64)
-    end = np.array([_get(u, "end") for u in flat], dtype=np.float64)
-    return Batch(list(uniq), codes.astype(np.int64), spk, rise, start, end, offsets)
+    start = np.array(start, dtype=np.float64)
+    end = np.array(end, dtype=np.float64)
+    codes = np.where(codes < 0, len(uniq), codes)  # a None text reads as ""
+    if (codes == len(uniq)).any():
+        uniq.append("")
+    return Batch(uniq, codes.astype(np.int64), spk, rise, start, end, offsets)
 
 
 class FeatureSpace:
@@ -193,7 +198,7 @@ class FeatureSpace:
         cols += [nv + len(fam) + j for j, on in enumerate(extra) if on]
         fc = self.fam_col
         aux = {"qmark": qmark, "qlike": qmark or fam[fc["open_q"]] or fam[fc["closed_q"]], "all_min": all_min,
-               "fam": fam}
+               "fam": fam, "n_tokens": nt}
         return cols, aux
 
     def context_ref(self, speakers: list[int], rises: list[bool], auxes: list[dict], i: int) -> list[float]:

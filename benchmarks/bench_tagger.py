@@ -1,0 +1,124 @@
+"""Tagger throughput: vectorised batch path vs the per-utterance reference, same run.
+
+Workload: the 16 dev calls resampled (whole calls drawn with replacement, half of
+them as an ASR-like copy: lower case, no punctuation, word errors) to >= 1M
+utterances. The reference is timed on a small sample and reported per utterance;
+the ratio is taken within this run because the machine is noisy.
+
+Run: ``.venv/bin/python -m benchmarks.bench_tagger [--quick] [--torch]``
+(single core: set ``OMP_NUM_THREADS=1`` etc. — the module does so itself when run as a script).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+SHARED = Path(os.environ.get("SPEECHPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def workload(n_utt: int, seed: int = 0):
+    from speechpipe.records import Utterance
+    from speechpipe.tagger_train import asr_copy, load_gold_dir
+
+    gold = load_gold_dir(SHARED / "tagger-dev")
+    pool = [c["utterances"] for c in gold] + [asr_copy(c, 7 + i)["utterances"] for i, c in enumerate(gold)]
+    rng = random.Random(seed)
+    calls, total = [], 0
+    while total < n_utt:
+        src = rng.choice(pool)
+        calls.append([Utterance(u.speaker, u.start, u.end, u.text) for u in src])
+        total += len(src)
+    return calls, total
+
+
+def run(quick: bool = False, backend: str = "numpy", device: str | None = None) -> dict:
+    """Time both paths; returns utterances/s, ratio, peak memory and workload size."""
+    import numpy as np
+
+    from speechpipe.tagger import load_tagger
+    from speechpipe.tagger_features import encode_calls
+
+    n_target = 100_000 if quick else 1_000_000
+    tagger = load_tagger()
+    calls, n = workload(n_target)
+    rss0 = _rss_mb()
+
+    # reference: per utterance, on a sample of calls
+    sample = copy.deepcopy(calls[: (20 if quick else 60)])
+    n_ref = sum(len(c) for c in sample)
+    t = time.perf_counter()
+    for c in sample:
+        tagger.tag_call_reference(c)
+    ref_s = time.perf_counter() - t
+    ref_ups = n_ref / ref_s
+
+    # vectorised, end to end from Utterance objects (encode, tag, write back, summaries)
+    tagger.tag_calls(copy.deepcopy(calls[:50]))  # warm-up
+    t = time.perf_counter()
+    tagger.tag_calls(calls)
+    vec_s = time.perf_counter() - t
+    rss1 = _rss_mb()
+    # array core only (features → scores → Viterbi), what a columnar batch job would call
+    b = encode_calls(calls)
+    t = time.perf_counter()
+    tagger.tag_batch(b)
+    core_s = time.perf_counter() - t
+    same = all(u.acts == v.acts and u.phase == v.phase for c, r in zip(calls, sample) for u, v in zip(c, r))
+    res = {
+        "utterances": n,
+        "calls": len(calls),
+        "unique_texts": len(b.texts),
+        "reference_utt_per_s": round(ref_ups),
+        "vectorised_utt_per_s": round(n / vec_s),
+        "core_utt_per_s": round(n / core_s),
+        "speedup_vs_reference": round((n / vec_s) / ref_ups, 1),
+        "core_speedup_vs_reference": round((n / core_s) / ref_ups, 1),
+        "peak_rss_mb": round(max(rss1, _rss_mb())),
+        "workload_rss_mb": round(rss0),
+        "same_labels_on_sample": same,
+    }
+    if backend == "torch":
+        import torch
+
+        tt = load_tagger(backend="torch", device=device)
+        tt.tag_batch(encode_calls(calls[:50]))
+        dev = tt.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        out = tt.tag_batch(b)
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+            res["torch_gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        ts = time.perf_counter() - t
+        ref_out = tagger.tag_batch(b)
+        res.update(torch_device=dev, torch_core_utt_per_s=round(n / ts),
+                   torch_same_as_numpy=bool(np.array_equal(out["acts"], ref_out["acts"]) and np.array_equal(out["phase"], ref_out["phase"])))
+    return res
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    res = run(quick="--quick" in argv, backend="torch" if "--torch" in argv else "numpy")
+    w = max(len(k) for k in res)
+    print(f"{'metric':<{w}}  value")
+    for k, v in res.items():
+        print(f"{k:<{w}}  {v}")
+    return res
+
+
+if __name__ == "__main__":
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(v, "1")
+    main()

@@ -1,0 +1,187 @@
+"""Tagger: vectorised path == reference, torch == numpy, quality by leave-calls-out CV, CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import numpy as np
+import pytest
+
+from speechpipe.records import ACTS, Utterance
+from speechpipe.tagger import TaggerError, load_tagger
+from speechpipe.tagger_features import encode_calls
+from speechpipe.tagger_phases import transition_matrix, viterbi_batch, viterbi_batch_torch, viterbi_reference
+
+
+@pytest.fixture(scope="session")
+def tagger():
+    return load_tagger()
+
+
+@pytest.fixture(scope="session")
+def gold(shared):
+    from speechpipe.tagger_train import load_gold_dir
+
+    return load_gold_dir(shared / "tagger-dev")
+
+
+@pytest.fixture(scope="session")
+def mixed_calls(gold):
+    """Every dev call clean and as ASR-like text (lower case, no punctuation, word errors)."""
+    from speechpipe.tagger_train import asr_copy
+
+    return [c["utterances"] for c in gold] + [asr_copy(c, 99 + i)["utterances"] for i, c in enumerate(gold)]
+
+
+def _fresh(calls):
+    return [[Utterance(u.speaker, u.start, u.end, u.text, intonation=u.intonation) for u in c] for c in calls]
+
+
+def test_vectorised_equals_reference(tagger, mixed_calls):
+    a, b = _fresh(mixed_calls), _fresh(mixed_calls)
+    sa = tagger.tag_calls(a)
+    sb = [tagger.tag_call_reference(c) for c in b]
+    assert sa == sb
+    for ca, cb in zip(a, b):
+        for u, v in zip(ca, cb):
+            assert (u.acts, u.phase, u.evidence) == (v.acts, v.phase, v.evidence), u.text
+    n_acts = sum(len(u.acts) for c in a for u in c)
+    assert n_acts > 500  # it really tags, and every act names its cue
+    assert all(set(u.evidence) == set(u.acts) for c in a for u in c)
+
+
+def test_timed_calls_and_intonation(tagger, shared):
+    """Reference transcripts with times (sim calls): time-based measures, both paths agree."""
+    from speechpipe.tagger_train import load_gold
+
+    calls = [load_gold(p)["utterances"] for p in sorted((shared / "audio" / "sim-calls").glob("dev-00[1-4].ref.json"))]
+    raw = json.loads((shared / "audio" / "sim-calls" / "dev-001.ref.json").read_text())
+    for u, r in zip(calls[0], raw["utterances"]):
+        u.intonation = r.get("intonation")  # as the prosody stage would set it
+    a, b = _fresh(calls), _fresh(calls)
+    sa = tagger.tag_calls(a)
+    assert sa == [tagger.tag_call_reference(c) for c in b]
+    for s in sa:
+        assert s["talk_share_unit"] == "time"
+        assert abs(sum(s["talk_share"].values()) - 1) < 0.01
+        assert "backchannel_rate_per_min" in s and s["overlaps"] >= 0
+        assert s["what_more_position"] is None or 0 <= s["what_more_position"] <= 1
+
+
+def test_torch_path_matches_numpy(tagger, mixed_calls):
+    pytest.importorskip("torch")
+    tt = load_tagger(backend="torch", device="cpu")
+    b = encode_calls(mixed_calls)
+    o1, o2 = tagger.tag_batch(b), tt.tag_batch(b)
+    assert np.array_equal(o1["acts"], o2["acts"])
+    assert np.array_equal(o1["phase"], o2["phase"])
+
+
+def test_batched_viterbi_matches_reference_on_random_calls():
+    rng = np.random.default_rng(0)
+    lens = rng.integers(1, 40, size=50)
+    offsets = np.concatenate(([0], np.cumsum(lens)))
+    em = np.log(rng.dirichlet(np.ones(4) * 0.5, size=int(lens.sum())))
+    em[::7] = np.round(em[::7], 1)  # some ties
+    logA, logpi = transition_matrix({(0, 0): 5, (1, 2): 1, (2, 1): 1}, 0.5)
+    got = viterbi_batch(em, offsets, logA, logpi)
+    want = np.concatenate([viterbi_reference(em[a:b].tolist(), logA.tolist(), logpi.tolist())
+                           for a, b in zip(offsets[:-1], offsets[1:])])
+    assert np.array_equal(got, want)
+    pytest.importorskip("torch")
+    assert np.array_equal(viterbi_batch_torch(em, offsets, logA, logpi, device="cpu"), want)
+    # only allowed moves: forward by one or a reopen to mapping
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        p = got[a:b]
+        assert p[0] in (0, 1)
+        assert all(y == x or y == x + 1 or (x >= 2 and y == 1) for x, y in zip(p, p[1:]))
+
+
+def test_text_features_vectorised_equal_reference(tagger, mixed_calls):
+    texts = sorted({u.text for c in mixed_calls for u in c}) + ["", "[gråter]", "Ja [sukker", "HJELP!!", "12 ok 7"]
+    Xt, aux = tagger.fs.text_block(texts)
+    for i, t in enumerate(texts):
+        cols, a = tagger.fs.text_features_ref(t)
+        assert Xt[i].indices.tolist() == cols, t
+        assert bool(aux["qlike"][i]) == bool(a["qlike"])
+
+
+def test_asr_style_text_and_odd_input(tagger):
+    call = [
+        Utterance("counsellor", None, None, "nav du snakker med kari"),
+        Utterance("caller", None, None, "ja hei jeg lurer på når pengene kommer"),
+        Utterance("counsellor", None, None, "mm"),
+        Utterance("caller", None, None, "jeg er så lei av dette"),
+        Utterance("counsellor", None, None, "uff det skjønner jeg godt"),
+        Utterance("counsellor", None, None, "er det noe mer du lurer på"),
+        Utterance("unknown", None, None, "ja"),
+        Utterance("counsellor", None, None, ""),
+        Utterance("caller", None, None, "[gråter]"),
+    ]
+    s = tagger.tag_call(call)
+    assert "greeting" in call[0].acts
+    assert call[2].acts == ["backchannel"]
+    assert "emotion" in call[3].acts
+    assert "what_more" in call[5].acts and "closed_question" not in call[5].acts
+    assert call[7].acts == [] and call[8].acts == []  # a bracket note alone is not speech
+    assert [u.phase for u in call][0] == "opening"
+    assert s["structure"] in ("funnel", "hourglass") and 0 <= s["what_more_position"] <= 1
+    assert s["talk_share_unit"] == "words" and "backchannel_rate_per_100_utt" in s
+    assert tagger.tag_calls([[], call[:1]])[0]["n_utterances"] == 0
+
+
+def test_cross_validated_quality(gold):
+    """Leave-calls-out CV (4 folds for speed; the model card has the 16-fold numbers)."""
+    from speechpipe.tagger_train import cross_validate
+
+    r = cross_validate(gold, folds=4)
+    clean, asr = r["clean"], r["asr_like"]
+    # Floors a little under what we measured, so a broken feature or decoder fails here.
+    assert clean["act_micro_f1"] >= 0.72 and clean["act_macro_f1"] >= 0.6
+    assert clean["phase_accuracy"] >= 0.72
+    assert asr["act_micro_f1"] >= 0.65 and asr["phase_accuracy"] >= 0.7
+    assert clean["structure_right"] >= 7
+
+
+def test_training_is_reproducible(gold):
+    from speechpipe.tagger_train import fit
+
+    a, b = fit(gold[:4]), fit(gold[:4])
+    assert np.array_equal(a.W_text, b.W_text) and a.meta["vocab"] == b.meta["vocab"]
+
+
+def test_bad_model_path(tmp_path):
+    with pytest.raises(TaggerError, match="cannot load"):
+        load_tagger(tmp_path / "nope")
+
+
+def test_cli_tag_and_eval(shared, tmp_path):
+    from typer.testing import CliRunner
+
+    from speechpipe.cli import app
+
+    src = json.loads((shared / "tagger-dev" / "dev-001.json").read_text())
+    for u in src["utterances"]:
+        u["acts"], u["phase"] = ["referral"], "closing"  # wrong gold labels must be ignored
+    good = tmp_path / "in" / "call-a.json"
+    good.parent.mkdir()
+    good.write_text(json.dumps(src), encoding="utf-8")
+    bad = tmp_path / "in" / "broken.json"
+    bad.write_text('{"utterances": [{"speaker": "caller"}]}', encoding="utf-8")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["tag", str(good), str(bad), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    errs = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert errs[0]["file"].endswith("broken.json") and "text" in errs[0]["reason"]
+    res = json.loads((out / "dev-001.json").read_text())
+    assert [u["text"] for u in res["utterances"]] == [u["text"] for u in src["utterances"]]
+    assert res["utterances"][0]["phase"] == "opening" and res["models"]["tagger"]
+    assert sum(u["acts"] == ["referral"] for u in res["utterances"]) < 3
+    assert set(res["summary"]) >= {"structure", "reopenings", "feelings_before_case", "what_more_position", "talk_share"}
+
+    r = CliRunner().invoke(app, ["eval", "tagger", "--gold", str(shared / "tagger-dev"), "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["clean"]["utterances"] == 865 and m["clean"]["act_micro_f1"] > 0.9  # the shipped model saw these calls
