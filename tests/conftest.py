@@ -31,3 +31,11 @@ def embedded_transcriber():
     from speechpipe.asr import ASRConfig, WhisperTranscriber
 
     return WhisperTranscriber(ASRConfig(device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def cli() -> list[str]:
+    """Command prefix that runs the speechpipe CLI of this checkout in a subprocess."""
+    import sys
+
+    return [sys.executable, "-m", "speechpipe"]
