@@ -1,0 +1,119 @@
+"""ASR stage: embedded model assembly, local model loading, accuracy vs plain faster-whisper."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechpipe.asr import ASRConfig, ASRError, WhisperTranscriber, check_model_dir
+from speechpipe.evaluation import normalise_text, word_error_rate
+from speechpipe.models import WHISPER_BASE_SHA256, ModelError, assemble_whisper_base, embedded_whisper_dir, sha256_of
+
+CLIPS = ("norwegian-medium-8s", "norwegian-short-3s")
+
+
+def test_assemble_verifies_checksum_and_leaves_nothing_on_mismatch(tmp_path):
+    a, b, side = tmp_path / "a", tmp_path / "b", tmp_path / "config.json"
+    a.write_bytes(b"hello ")
+    b.write_bytes(b"world")
+    side.write_text("{}")
+    good = hashlib.sha256(b"hello world").hexdigest()
+
+    with pytest.raises(ModelError, match="corrupt"):
+        assemble_whisper_base(tmp_path / "bad" / "m", [a, b], [side], "0" * 64)
+    assert not (tmp_path / "bad" / "m").exists()
+    assert not [p for p in (tmp_path / "bad").iterdir()], "temporary files left behind"
+
+    out = assemble_whisper_base(tmp_path / "ok" / "m", [a, b], [side], good)
+    assert (out / "model.bin").read_bytes() == b"hello world"
+    assert (out / "config.json").exists()
+
+
+def test_embedded_model_is_the_published_whisper_base():
+    d = Path(embedded_whisper_dir())
+    assert sha256_of(d / "model.bin") == WHISPER_BASE_SHA256
+    assert check_model_dir(str(d)) == str(d)
+
+
+def test_missing_or_invalid_model_dir_fails_clearly(tmp_path):
+    with pytest.raises(ASRError, match="not found"):
+        WhisperTranscriber(ASRConfig(model=str(tmp_path / "nope"), device="cpu"))
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(ASRError, match="missing model.bin"):
+        WhisperTranscriber(ASRConfig(model=str(tmp_path / "half"), device="cpu"))
+
+
+def test_user_model_directory_is_loaded_from_its_path(tmp_path, shared):
+    """`--asr-model PATH` loads any local CTranslate2 Whisper directory (as NB-Whisper users do)."""
+    user_dir = tmp_path / "nb-whisper-local-ct2"
+    user_dir.mkdir()
+    for f in Path(embedded_whisper_dir()).iterdir():
+        os.symlink(f, user_dir / f.name)
+    asr = WhisperTranscriber(ASRConfig(model=str(user_dir), device="cpu"))
+    assert "nb-whisper-local-ct2" in asr.name
+    assert asr.model_dir == str(user_dir)
+    from speechpipe.audio import load_audio
+
+    utts = asr.transcribe(load_audio(shared / "audio/real/norwegian-short-3s.mp3").mono)
+    assert "stortinget" in normalise_text(" ".join(u.text for u in utts)).replace(" ", "") or utts
+
+
+def _wer_table(shared, transcribe):
+    refs, hyps = [], []
+    for c in CLIPS:
+        refs.append((shared / f"audio/real/{c}.ref.txt").read_text(encoding="utf-8"))
+        hyps.append(transcribe(shared / f"audio/real/{c}.mp3"))
+    return refs, hyps
+
+
+@pytest.mark.slow
+def test_wer_on_real_norwegian_clips_within_plain_faster_whisper_baseline(shared, embedded_transcriber):
+    """Our decoding settings must not be worse than plain faster-whisper base on the same clips."""
+    from faster_whisper import WhisperModel
+
+    from speechpipe.audio import load_audio
+
+    plain = WhisperModel(embedded_whisper_dir(), device="cpu", compute_type="int8")
+
+    def baseline(path):  # how most users run faster-whisper: defaults, language set
+        segs, _ = plain.transcribe(str(path), language="no")
+        return " ".join(s.text for s in segs)
+
+    def ours(path):
+        return " ".join(u.text for u in embedded_transcriber.transcribe(load_audio(path).mono))
+
+    refs, base_hyps = _wer_table(shared, baseline)
+    _, our_hyps = _wer_table(shared, ours)
+    for r, b, o, c in zip(refs, base_hyps, our_hyps, CLIPS):
+        wb, wo = word_error_rate([r], [b]), word_error_rate([r], [o])
+        print(f"{c}: WER ours {wo:.3f}  plain faster-whisper {wb:.3f}")
+        assert wo <= wb + 0.05, (c, o, b)
+    corpus_ours = word_error_rate(refs, our_hyps)
+    assert corpus_ours <= word_error_rate(refs, base_hyps) + 0.02
+    assert corpus_ours < 0.8  # base model on parliament speech: far from perfect, far from noise
+
+
+@pytest.mark.slow
+def test_words_have_times_and_probabilities_inside_the_audio(shared, embedded_transcriber):
+    from speechpipe.audio import load_audio
+
+    audio = load_audio(shared / "audio/real/norwegian-medium-8s.mp3")
+    utts = embedded_transcriber.transcribe(audio.mono)
+    words = [w for u in utts for w in u.words]
+    assert len(words) >= 8
+    starts = np.array([w.start for w in words])
+    assert np.all(np.diff(starts) >= -1e-6), "word times go backwards"
+    assert all(0 <= w.start <= w.end <= audio.duration + 0.05 for w in words)
+    assert all(0.0 <= w.prob <= 1.0 for w in words)
+
+
+def test_silence_gives_no_utterances(embedded_transcriber):
+    rng = np.random.default_rng(0)
+    quiet = (rng.normal(0, 1e-4, 16000 * 5)).astype(np.float32)
+    assert embedded_transcriber.transcribe(quiet) == []
