@@ -9,14 +9,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench chromium
 setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/speechpipe run demo/demo-call.flac --out out/demo
 	@echo "Open out/demo/demo-call.html in a browser; the call JSON is out/demo/demo-call.json"
 
-test: $(STAMP)
+# The report tests drive a headless Chromium; CI (root) gets it from apt, elsewhere they skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || echo "chromium not installed: browser tests will skip"
+
+test: $(STAMP) chromium
 	$(PY) -m pytest
 
 bench: $(STAMP)

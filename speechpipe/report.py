@@ -42,6 +42,11 @@ ACT_COLOURS = {
     "closed_question": "#bdb2ff", "information": "#fdffb6", "news_warning": "#ffc6ff", "summary": "#b9fbc0",
     "hold": "#cfbaf0", "referral": "#f1c0e8", "emotion": "#ffadad", "request": "#fbf8cc", "new_topic": "#8eecf5",
 }
+MEASURE_LABELS = {
+    "holds": "Holds", "silences": "Silences", "silence_s": "Silence in total (s)", "overlaps": "Overlaps",
+    "overlap_s": "Overlap in total (s)", "backchannel_rate_per_min": "Backchannels per minute",
+    "breathing": "Breathing", "heavy_breathing": "Heavy breathing heard",
+}
 EMPATHIC = ("empathic_statement", "acknowledgement", "agreement")
 
 
@@ -272,17 +277,23 @@ def _measures(result: CallResult) -> list[tuple[str, str]]:
     if isinstance(ts, dict) and ts:
         out.append(("Talk share", ", ".join(f"{k} {v:.0%}" for k, v in ts.items() if isinstance(v, (int, float)))))
     done = {"structure", "reopenings", "feelings_before_case", "feelings_latency_s", "emotion_to_empathy_s",
-            "what_more_position", "talk_share"}
+            "what_more_position", "talk_share", "talk_share_unit", "n_utterances"}
+
+    def fmt(v) -> str:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        if isinstance(v, dict):
+            return "; ".join(f"{a}: {fmt(b)}" if not isinstance(b, dict) else f"{a} ({fmt(b)})" for a, b in v.items())
+        if isinstance(v, list):
+            return f"{len(v)} item(s)"
+        return "–" if v is None else str(v)
+
     for k, v in s.items():  # silences, holds, overlaps, backchannel rate … as the stages report them
         if k in done or k.startswith("_") or k in ("pitch_contour",):
             continue
-        if isinstance(v, float):
-            v = f"{v:.3g}"
-        elif isinstance(v, dict):
-            v = ", ".join(f"{a}: {b:.3g}" if isinstance(b, float) else f"{a}: {b}" for a, b in v.items())
-        elif isinstance(v, list):
-            v = f"{len(v)} item(s)"
-        out.append((k.replace("_", " ").capitalize(), str(v)))
+        out.append((MEASURE_LABELS.get(k, k.replace("_", " ").capitalize()), fmt(v)))
     breaths = [e for e in result.events if e.type == "breath"]
     if breaths:
         heavy = sum(e.heavy for e in breaths)
@@ -342,6 +353,8 @@ def index_entry(result: CallResult, report_path: str) -> dict:
     heavy = sum(e.heavy for e in result.events if e.type == "breath")
     if heavy:
         flags.append(f"heavy breathing ({heavy})")
+    elif s.get("heavy_breathing"):
+        flags.append("heavy breathing")
     if result.redaction:
         flags.append("redacted")
     if not _has_times(result):
