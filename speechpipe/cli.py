@@ -199,16 +199,31 @@ def run(
     raise typer.Exit(2 if failed else 0)
 
 
-def main():  # console-script entry point
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; maps usage errors to exit status 1 (output contract)."""
+    try:  # typer vendors its own click; fall back to click for older typer
+        from typer._click import exceptions as cx
+    except ImportError:  # pragma: no cover
+        import click.exceptions as cx
+
     try:
-        app()
-    except KeyboardInterrupt:
+        rv = app(args=argv, standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except cx.NoArgsIsHelpError as e:
+        e.show()
+        sys.exit(0)
+    except cx.ClickException as e:  # usage errors: click would exit 2, which means "an input failed" here
+        e.show()
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
-
-if __name__ == "__main__":
-    main()
 
 from .commands import register_all  # noqa: E402  (commands need `app` defined)
 
 register_all(app, eval_app)
+
+if __name__ == "__main__":
+    main()

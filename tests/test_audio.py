@@ -117,4 +117,4 @@ def test_cli_usage_error_exits_1(tmp_path, cli):
     r = subprocess.run([*cli, "run", "x.wav", "--out", str(tmp_path),
                         "--counsellor-channel", "middle"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
-    assert "counsellor-channel" in r.stderr
+    assert "counsellor-channel" in r.stderr and "Traceback" not in r.stderr
