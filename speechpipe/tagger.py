@@ -27,6 +27,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from pathlib import Path
@@ -105,10 +106,18 @@ class Tagger:
 
     def tag_calls(self, calls) -> list[dict]:
         """Vectorised tagging of many calls in place; returns one summary per call."""
-        b = encode_calls(calls)
-        out = self.tag_batch(b)
-        self._write_back(calls, b, out)
-        return summarise_batch(b, out["acts"], out["phase"], out["n_tokens"])
+        # The cyclic GC would walk every live Utterance again and again while we
+        # allocate millions of small lists/dicts; none of them form cycles.
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            b = encode_calls(calls)
+            out = self.tag_batch(b)
+            self._write_back(calls, b, out)
+            return summarise_batch(b, out["acts"], out["phase"], out["n_tokens"])
+        finally:
+            if was:
+                gc.enable()
 
     def tag_batch(self, b: Batch) -> dict:
         """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence columns, token counts."""
@@ -250,26 +259,21 @@ class Tagger:
     def _write_back(self, calls, b: Batch, out: dict) -> None:
         acts, phase = out["acts"], out["phase"]
         rows, _, names = self.evidence(b, out)
-        # Few distinct act sets exist: build each label list once, copy per utterance.
+        # Few distinct act sets exist: build each label tuple once; per utterance only
+        # a list copy, a dict and three attribute stores remain.
         codes = acts.astype(np.int64) @ (1 << np.arange(NA, dtype=np.int64))
         uc, inv = np.unique(codes, return_inverse=True)
         labels = [tuple(a for k, a in enumerate(ACTS) if (int(c) >> k) & 1) for c in uc]
-        first_ev = np.searchsorted(rows, np.arange(b.n)).tolist()  # where each row's cues start
-        names = names.tolist()
+        lab_rows = [labels[k] for k in inv.reshape(-1).tolist()]
         ph = [PHASES[p] for p in phase.tolist()]
-        inv = inv.reshape(-1).tolist()
-        i = 0
-        for call in calls:
-            for u in call:
-                lab = labels[inv[i]]
-                u.acts = list(lab)
-                u.phase = ph[i]
-                if lab:
-                    j = first_ev[i]
-                    u.evidence = dict(zip(lab, names[j:j + len(lab)]))
-                else:
-                    u.evidence = {}
-                i += 1
+        # evidence names are row-major, in ACTS order within a row, like the label tuples
+        it = iter(names.tolist())
+        ev = [dict(zip(lab, it)) if lab else {} for lab in lab_rows]
+        flat = [u for c in calls for u in c]
+        for u, lab, p, e in zip(flat, lab_rows, ph, ev):
+            u.acts = list(lab)
+            u.phase = p
+            u.evidence = e
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -23,10 +23,8 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from .tagger_text import CUE_FAMILIES, MINIMAL, NgramIndex, ngrams, normalise_tokens, text_flags_reference, text_ngram_matrix
@@ -69,29 +67,39 @@ class Batch:
 
 
 def encode_calls(calls) -> Batch:
-    """Turn ``list[list[Utterance]]`` into a :class:`Batch` (the only pass over objects)."""
+    """Turn ``list[list[Utterance]]`` into a :class:`Batch` (the only pass over objects).
+
+    One list comprehension per attribute (attribute reads in a tight C-level loop),
+    texts deduplicated with a dict; ``(speaker, text)`` tuples are accepted too.
+    """
     flat = [u for c in calls for u in c]
+    n = len(flat)
     offsets = np.zeros(len(calls) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in calls])
+    code = SPK_CODE.get
     if flat and isinstance(flat[0], tuple):
-        cols = [[u[1] for u in flat], [u[0] for u in flat], [None] * len(flat), [None] * len(flat), [None] * len(flat)]
-    else:  # attrgetter + zip: attribute reads in C, no Python frame per utterance
-        get = attrgetter("text", "speaker", "intonation", "start", "end")
-        cols = list(zip(*map(get, flat))) if flat else [[]] * 5
-    text, speaker, inton, start, end = cols
-    codes, uniq = pd.factorize(np.array(text, dtype=object))
-    uniq = ["" if t is None else t for t in uniq]
-    sc, su = pd.factorize(np.array(speaker, dtype=object))
-    # factorize gives -1 for None: the appended last entry catches it
-    spk = np.array([SPK_CODE.get(s, 3) for s in su] + [3], dtype=np.int8)[sc]
-    ic, iu = pd.factorize(np.array(inton, dtype=object))
-    rise = np.array([s == "rise" for s in iu] + [False], dtype=bool)[ic]
-    start = np.array(start, dtype=np.float64)
-    end = np.array(end, dtype=np.float64)
-    codes = np.where(codes < 0, len(uniq), codes)  # a None text reads as ""
-    if (codes == len(uniq)).any():
-        uniq.append("")
-    return Batch(uniq, codes.astype(np.int64), spk, rise, start, end, offsets)
+        text = [u[1] for u in flat]
+        spk = [code(u[0], 3) for u in flat]
+        rise = start = end = None
+    else:
+        text = [u.text for u in flat]
+        spk = [code(u.speaker, 3) for u in flat]
+        rise = [u.intonation == "rise" for u in flat]
+        start = [u.start for u in flat]
+        end = [u.end for u in flat]
+    # Dedupe texts: a dict keeps first-seen order; None reads as "".
+    ids: dict = {}
+    codes = [ids.setdefault(t, len(ids)) for t in text]
+    uniq = ["" if t is None else t for t in ids]
+    return Batch(
+        uniq,
+        np.array(codes, dtype=np.int64),
+        np.array(spk, dtype=np.int8),
+        np.array(rise, dtype=bool) if rise is not None else np.zeros(n, dtype=bool),
+        np.array(start, dtype=np.float64) if start is not None else np.full(n, np.nan),  # None → NaN
+        np.array(end, dtype=np.float64) if end is not None else np.full(n, np.nan),
+        offsets,
+    )
 
 
 class FeatureSpace:
