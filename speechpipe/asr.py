@@ -42,16 +42,31 @@ class ASRConfig:
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 500
     vad_speech_pad_ms: int = 200
-    cpu_threads: int = 0  # 0 → CTranslate2 default (all cores)
-    batch_size: int = 16  # used by the batched GPU path
+    # 0 → one thread per core this process may use. CTranslate2's own default is 4,
+    # which oversubscribes a 2-core machine and slows every other stage.
+    cpu_threads: int = 0
+    num_workers: int = 1  # concurrent transcribe() calls from threads (batch runs)
+    batched: bool | None = None  # BatchedInferencePipeline; None → on CUDA only
+    batch_size: int = 16  # used by the batched path
     extra: dict = field(default_factory=dict)
+
+
+Speech = list[tuple[float, float]]  # speech regions, (start, end) seconds
 
 
 class Transcriber(Protocol):
     name: str
 
-    def transcribe(self, samples: np.ndarray) -> list[Utterance]:
+    def transcribe(self, samples: np.ndarray, progress=None, speech: Speech | None = None) -> list[Utterance]:
         """Recognise 16 kHz mono float32 audio into timed utterances with words."""
+
+
+def default_cpu_threads() -> int:
+    """CPUs this process may run on (affinity-aware, so containers count right)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_device(device: str) -> str:
@@ -105,12 +120,43 @@ class WhisperTranscriber:
             model_dir,
             device=self.device,
             compute_type=self.compute_type,
-            cpu_threads=cfg.cpu_threads,
+            cpu_threads=cfg.cpu_threads or default_cpu_threads(),
+            num_workers=max(1, cfg.num_workers),
             local_files_only=True,
         )
-        self.batched = BatchedInferencePipeline(self.model) if self.device == "cuda" else None
+        use_batched = cfg.batched if cfg.batched is not None else self.device == "cuda"
+        self.batched = BatchedInferencePipeline(self.model) if use_batched else None
         self.model_dir = model_dir
         self.name = f"faster-whisper:{os.path.basename(os.path.normpath(model_dir))}:{self.device}:{self.compute_type}"
+
+    def _vad_options(self):
+        from faster_whisper.vad import VadOptions
+
+        cfg = self.config
+        return VadOptions(
+            threshold=cfg.vad_threshold,
+            min_silence_duration_ms=cfg.vad_min_silence_ms,
+            speech_pad_ms=cfg.vad_speech_pad_ms,
+        )
+
+    def speech_regions(self, samples: np.ndarray, probs: np.ndarray | None = None) -> Speech:
+        """Silero VAD speech regions of 16 kHz mono audio, in seconds.
+
+        ``probs`` are Silero's per-32 ms-frame speech probabilities when the
+        caller already has them (the pipeline computes them once per channel
+        and shares them with the diariser); otherwise they are computed here.
+        Regions match ``faster_whisper.vad.get_speech_timestamps`` exactly.
+
+        Examples
+        --------
+        >>> asr.speech_regions(np.zeros(16000, np.float32))  # doctest: +SKIP
+        []
+        """
+        samples = np.asarray(samples, np.float32)
+        if probs is None:
+            probs = silero_probabilities(samples)
+        chunks = silero_regions(probs, len(samples), self._vad_options())
+        return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
 
     def _options(self) -> dict:
         cfg = self.config
@@ -121,16 +167,50 @@ class WhisperTranscriber:
             initial_prompt=cfg.initial_prompt,
             word_timestamps=True,
             condition_on_previous_text=False,  # stops runaway repetition loops
-            vad_filter=True,
-            vad_parameters=dict(
-                threshold=cfg.vad_threshold,
-                min_silence_duration_ms=cfg.vad_min_silence_ms,
-                speech_pad_ms=cfg.vad_speech_pad_ms,
-            ),
             **cfg.extra,
         )
 
-    def transcribe(self, samples: np.ndarray, progress=None) -> list[Utterance]:
+    def _run_sequential(self, samples: np.ndarray, speech: Speech):
+        # What WhisperModel.transcribe(vad_filter=True) does inside, with our own
+        # speech regions: decode only the concatenated speech, then map times back.
+        from faster_whisper.transcribe import restore_speech_timestamps
+        from faster_whisper.vad import collect_chunks
+
+        chunks = [{"start": int(a * SAMPLE_RATE), "end": int(b * SAMPLE_RATE)} for a, b in speech]
+        pieces, _meta = collect_chunks(samples, chunks)
+        segments, _info = self.model.transcribe(np.concatenate(pieces), vad_filter=False, **self._options())
+        return restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
+
+    def _run_batched(self, samples: np.ndarray, speech: Speech | None):
+        opts = self._options()
+        opts.pop("condition_on_previous_text")
+        if speech is None:
+            cfg = self.config  # the pipeline caps regions at 30 s itself
+            opts["vad_filter"] = True
+            opts["vad_parameters"] = dict(
+                threshold=cfg.vad_threshold,
+                min_silence_duration_ms=cfg.vad_min_silence_ms,
+                speech_pad_ms=cfg.vad_speech_pad_ms,
+            )
+        else:
+            opts["clip_timestamps"] = clips_for_batches(speech)
+        segments, _info = self.batched.transcribe(samples, batch_size=self.config.batch_size, **opts)
+        return segments
+
+    def _transcribe_blocks(self, samples, bounds, progress, speech) -> list[Utterance]:
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            off, end = a / SAMPLE_RATE, b / SAMPLE_RATE
+            sub = None if speech is None else [(max(s, off) - off, min(e, end) - off) for s, e in speech if e > off and s < end]
+            p = None if progress is None else (lambda sec, off=off: progress(off + sec))
+            for u in self.transcribe(samples[a:b], progress=p, speech=sub):
+                u.start, u.end = u.start + off, u.end + off
+                for w in u.words:
+                    w.start, w.end = w.start + off, w.end + off
+                out.append(u)
+        return out
+
+    def transcribe(self, samples: np.ndarray, progress=None, speech: Speech | None = None) -> list[Utterance]:
         """Recognise one channel.
 
         Parameters
@@ -139,27 +219,22 @@ class WhisperTranscriber:
             1-D float32 audio at 16 kHz.
         progress : callable, optional
             Called with seconds of audio done, for progress bars.
+        speech : list of (start, end), optional
+            Speech regions in seconds from :meth:`speech_regions` (or any VAD);
+            computed here when not given. Passing them lets VAD run once per call.
         """
+        samples = np.asarray(samples, np.float32)
         from .audio import block_bounds
 
         bounds = block_bounds(samples)
-        if len(bounds) > 2:  # long call: recognise block by block so memory stays flat
-            out = []
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                off = a / SAMPLE_RATE
-                p = None if progress is None else (lambda s, off=off: progress(off + s))
-                for u in self.transcribe(samples[a:b], progress=p):
-                    u.start, u.end = u.start + off, u.end + off
-                    for w in u.words:
-                        w.start, w.end = w.start + off, w.end + off
-                    out.append(u)
-            return out
-        opts = self._options()
+        if len(bounds) > 2:  # long call: block by block so memory stays flat (see audio.BLOCK_S)
+            return self._transcribe_blocks(samples, bounds, progress, speech)
         if self.batched is not None:
-            opts.pop("condition_on_previous_text")
-            segments, _info = self.batched.transcribe(samples, batch_size=self.config.batch_size, **opts)
+            segments = self._run_batched(samples, speech)
         else:
-            segments, _info = self.model.transcribe(samples, **opts)
+            if speech is None:
+                speech = self.speech_regions(samples)
+            segments = self._run_sequential(samples, speech) if speech else []
         out = []
         for seg in segments:  # a generator: decoding happens while we iterate
             words = [Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)) for w in seg.words or []]
@@ -175,3 +250,121 @@ class WhisperTranscriber:
         if progress is not None:
             progress(len(samples) / SAMPLE_RATE)
         return out
+
+
+def clips_for_batches(speech: Speech, max_s: float = 30.0) -> list[dict]:
+    """Group speech regions into clips of at most ``max_s`` seconds for batched decoding.
+
+    Whisper sees 30 s windows; longer regions are cut, neighbours are merged
+    while the span fits (the short gaps between them are kept).
+
+    Examples
+    --------
+    >>> clips_for_batches([(0.0, 5.0), (6.0, 20.0), (25.0, 70.0)])
+    [{'start': 0.0, 'end': 20.0}, {'start': 25.0, 'end': 55.0}, {'start': 55.0, 'end': 70.0}]
+    """
+    pieces = []
+    for a, b in speech:
+        while b - a > max_s:
+            pieces.append((a, a + max_s))
+            a += max_s
+        if b > a:
+            pieces.append((a, b))
+    clips: list[dict] = []
+    for a, b in pieces:
+        if clips and b - clips[-1]["start"] <= max_s:
+            clips[-1]["end"] = b
+        else:
+            clips.append({"start": a, "end": b})
+    return clips
+
+
+VAD_FRAME = 512  # samples per Silero frame at 16 kHz
+
+
+def silero_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero speech probability per 512-sample frame, padded as faster-whisper pads."""
+    from faster_whisper.vad import get_vad_model
+
+    x = np.pad(samples, (0, VAD_FRAME - samples.shape[0] % VAD_FRAME))
+    return np.asarray(get_vad_model()(x)).reshape(-1)
+
+
+def silero_regions(probs: np.ndarray, n_samples: int, opts) -> list[dict]:
+    """Speech chunks (sample offsets) from frame probabilities.
+
+    The post-processing of ``faster_whisper.vad.get_speech_timestamps``
+    (itself adapted from Silero VAD, MIT), split from the model call so the
+    probabilities can be computed once and shared between stages.
+    """
+    threshold = opts.threshold
+    neg_threshold = opts.neg_threshold if opts.neg_threshold is not None else max(threshold - 0.15, 0.01)
+    sr, win = SAMPLE_RATE, VAD_FRAME
+    min_speech = sr * opts.min_speech_duration_ms / 1000
+    pad = sr * opts.speech_pad_ms / 1000
+    max_speech = sr * opts.max_speech_duration_s - win - 2 * pad
+    min_silence = sr * opts.min_silence_duration_ms / 1000
+    min_silence_at_max = sr * 98 / 1000
+
+    triggered = False
+    speeches: list[dict] = []
+    cur: dict = {}
+    temp_end = prev_end = next_start = 0
+    for i, p in enumerate(probs):
+        if p >= threshold and temp_end:
+            temp_end = 0
+            if next_start < prev_end:
+                next_start = win * i
+        if p >= threshold and not triggered:
+            triggered = True
+            cur["start"] = win * i
+            continue
+        if triggered and win * i - cur["start"] > max_speech:
+            if prev_end:
+                cur["end"] = prev_end
+                speeches.append(cur)
+                cur = {}
+                if next_start < prev_end:
+                    triggered = False
+                else:
+                    cur["start"] = next_start
+                prev_end = next_start = temp_end = 0
+            else:
+                cur["end"] = win * i
+                speeches.append(cur)
+                cur = {}
+                prev_end = next_start = temp_end = 0
+                triggered = False
+                continue
+        if p < neg_threshold and triggered:
+            if not temp_end:
+                temp_end = win * i
+            if win * i - temp_end > min_silence_at_max:
+                prev_end = temp_end
+            if win * i - temp_end < min_silence:
+                continue
+            cur["end"] = temp_end
+            if cur["end"] - cur["start"] > min_speech:
+                speeches.append(cur)
+            cur = {}
+            prev_end = next_start = temp_end = 0
+            triggered = False
+            continue
+    if cur and n_samples - cur["start"] > min_speech:
+        cur["end"] = n_samples
+        speeches.append(cur)
+
+    for i, sp in enumerate(speeches):
+        if i == 0:
+            sp["start"] = int(max(0, sp["start"] - pad))
+        if i != len(speeches) - 1:
+            gap = speeches[i + 1]["start"] - sp["end"]
+            if gap < 2 * pad:
+                sp["end"] += int(gap // 2)
+                speeches[i + 1]["start"] = int(max(0, speeches[i + 1]["start"] - gap // 2))
+            else:
+                sp["end"] = int(min(n_samples, sp["end"] + pad))
+                speeches[i + 1]["start"] = int(max(0, speeches[i + 1]["start"] - pad))
+        else:
+            sp["end"] = int(min(n_samples, sp["end"] + pad))
+    return speeches

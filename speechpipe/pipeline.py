@@ -6,10 +6,11 @@ Each stage sits behind a small interface and is built once per
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from .asr import ASRConfig
 from .records import AudioData, CallResult, Utterance, call_id_for
@@ -108,12 +109,72 @@ class Pipeline:
         ``progress(done_seconds, total_seconds)`` is called during recognition.
         ``counsellor_channel`` overrides the configured one (per-call metadata).
         """
+        job = self._recognise(path, call_id, progress)
+        return self._finish(job, counsellor_channel)
+
+    def process_many(
+        self,
+        paths: Iterable[str | Path],
+        call_ids: Iterable[str | None] | None = None,
+        counsellor_channels: Iterable[str | None] | None = None,
+    ) -> Iterator[tuple[str | Path | AudioData, CallResult | Exception]]:
+        """Process calls in order, overlapping the CPU stages of one with ASR of the next.
+
+        Yields ``(path, result)`` per input, in input order, or ``(path, error)``
+        when that file failed (one bad file never stops the run). At most two
+        calls are in memory at once: the one being recognised and the one being
+        finished (diarisation, prosody, tagging) in a helper thread.
+
+        Examples
+        --------
+        >>> for path, res in Pipeline().process_many(["a.wav", "b.wav"]):  # doctest: +SKIP
+        ...     print(path, res.call_id if isinstance(res, CallResult) else res)
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = list(paths)  # paths, or AudioData a batch engine decoded ahead
+        ids = list(call_ids) if call_ids is not None else [None] * len(paths)
+        chans = list(counsellor_channels) if counsellor_channels is not None else [None] * len(paths)
+        self._build_finishers()  # build in this thread: lazy properties are not thread-safe
+        pending = None  # (path, future) of the call being finished
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="speechpipe-finish") as pool:
+            for path, cid, chan in zip(paths, ids, chans):
+                try:
+                    job = self._recognise(path, cid)
+                except Exception as e:  # decode/ASR failed: report it in order
+                    job, err = None, e
+                if pending is not None:
+                    yield pending[0], _outcome(pending[1])
+                    pending = None
+                if job is None:
+                    yield path, err
+                    continue
+                pending = (path, pool.submit(self._finish, job, chan))
+            if pending is not None:
+                yield pending[0], _outcome(pending[1])
+
+    def _build_finishers(self) -> None:
+        _ = self.diarizer
+        if self.config.prosody:
+            _ = self.prosody
+        if self.config.tag:
+            _ = self.tagger
+
+    def _recognise(self, path, call_id=None, progress=None) -> "_Job":
+        """Decode once, VAD once per channel, ASR: the part that needs the Whisper model."""
         from .audio import load_audio
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         audio = path if isinstance(path, AudioData) else load_audio(path)  # batch engines pre-decode
         timings["decode"] = time.perf_counter() - t0
+
+        asr = self.asr
+        t = time.perf_counter()
+        # Silero runs once per channel; ASR and the diariser both read these.
+        probs = [_speech_probabilities(audio.samples[ch]) for ch in range(audio.channels)]
+        speech = [asr.speech_regions(audio.samples[ch], probs[ch]) for ch in range(audio.channels)]
+        timings["vad"] = time.perf_counter() - t
 
         t = time.perf_counter()
         utterances: list[Utterance] = []
@@ -125,17 +186,25 @@ class Pipeline:
                 if progress:
                     progress(min(total, base + sec), total)
 
-            for u in self.asr.transcribe(audio.samples[ch], progress=_p):
+            for u in asr.transcribe(audio.samples[ch], progress=_p, speech=speech[ch]):
                 if audio.channels == 2:
                     u.channel = ch
                 utterances.append(u)
         utterances.sort(key=lambda u: (u.start, u.end))
         timings["asr"] = time.perf_counter() - t
+        return _Job(call_id or call_id_for(audio.path), audio, utterances, speech, probs, timings, t0)
 
+    def _finish(self, job: "_Job", counsellor_channel: str | None = None) -> CallResult:
+        """Speakers/roles, prosody, tagging and the result record (no Whisper needed)."""
+        audio, utterances, timings = job.audio, job.utterances, job.timings
         t = time.perf_counter()
-        utterances, roles = self.diarizer.assign(
-            audio, utterances, counsellor_channel=counsellor_channel or self.config.counsellor_channel
-        )
+        kwargs = {"counsellor_channel": counsellor_channel or self.config.counsellor_channel}
+        # Share the VAD pass with the diariser when it can use it.
+        if _accepts(self.diarizer.assign, "speech_probs"):
+            kwargs["speech_probs"] = job.speech_probs
+        if _accepts(self.diarizer.assign, "speech"):
+            kwargs["speech"] = job.speech
+        utterances, roles = self.diarizer.assign(audio, utterances, **kwargs)
         timings["diarization"] = time.perf_counter() - t
 
         events = []
@@ -158,7 +227,7 @@ class Pipeline:
             summary.update(self.prosody.summarise(utterances, events))
 
         result = CallResult(
-            call_id=call_id or call_id_for(audio.path),
+            call_id=job.call_id,
             utterances=utterances,
             audio=audio.info(),
             models={
@@ -175,6 +244,42 @@ class Pipeline:
             from .redact import redact_call
 
             result = redact_call(result)
-        timings["total"] = time.perf_counter() - t0
+        # Wall time from decode start; in process_many it includes waiting for the finisher.
+        timings["total"] = time.perf_counter() - job.t0
         result.models["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return result
+
+
+@dataclass
+class _Job:
+    """A recognised call waiting for the CPU stages."""
+
+    call_id: str
+    audio: AudioData
+    utterances: list[Utterance]
+    speech: list  # per channel: ASR speech regions [(start, end), ...] in seconds
+    speech_probs: list  # per channel: Silero probability per 32 ms frame
+    timings: dict[str, float]
+    t0: float
+
+
+def _speech_probabilities(samples):
+    try:
+        from .vad import speech_probabilities
+    except ImportError:
+        from .asr import silero_probabilities as speech_probabilities
+    return speech_probabilities(samples)
+
+
+def _outcome(future) -> CallResult | Exception:
+    try:
+        return future.result()
+    except Exception as e:
+        return e
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
