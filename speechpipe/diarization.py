@@ -1,22 +1,522 @@
-"""Speakers and roles (foundation version: label stereo speech by channel).
+"""Speakers and roles: who spoke when, and who is the counsellor.
 
-Replaced by the full diariser (issue 3); the interface stays:
-``build_diarizer(config).assign(audio, utterances, counsellor_channel) -> (utterances, roles)``.
+Three diarisers behind one interface (:func:`build_diarizer`):
+
+- :class:`StereoDiarizer` — each party on its own channel: no clustering,
+  per-channel VAD with crosstalk/echo suppression (a channel's faint copy of
+  the other party is not speech).
+- :class:`EmbeddedDiarizer` — mono, nothing downloaded: Silero VAD (shipped
+  with faster-whisper) → windowed GE2E embeddings (``resemblyzer``) →
+  spectral clustering with the number of speakers from the eigengap →
+  Viterbi resegmentation of window-to-centroid similarities, re-estimated
+  twice, so turn boundaries are sharp and short backchannels survive.
+- :class:`PyannoteDiarizer` — a local pyannote.audio pipeline directory.
+
+Every diariser has ``diarize(audio) -> pyannote.core.Annotation`` (audio
+alone, for DER evaluation) and ``assign(audio, utterances, ...)`` which puts
+ASR words on speakers by time overlap, splits utterances at speaker changes
+and maps labels to roles (:mod:`speechpipe.roles`).
+
+Examples
+--------
+>>> from speechpipe.pipeline import PipelineConfig          # doctest: +SKIP
+>>> d = build_diarizer(PipelineConfig(diarizer="embedded"))  # doctest: +SKIP
+>>> ann = d.diarize(load_audio("call.wav"))                  # doctest: +SKIP
+>>> ann.labels()                                             # doctest: +SKIP
+['SPEAKER_00', 'SPEAKER_01']
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pyannote.core import Annotation, Segment
+
+from .records import SAMPLE_RATE, AudioData, Utterance, Word
+from .roles import assign_roles
+from .vad import FRAME, probabilities_to_regions, speech_probabilities
+
 CHANNEL_NAMES = ("left", "right")
 
 
-class ChannelLabeller:
-    name = "channels"
+class DiarizationError(Exception):
+    """A diariser that cannot be built or run (bad pipeline directory, ...)."""
 
-    def assign(self, audio, utterances, counsellor_channel="auto"):
+
+# ---------------------------------------------------------------- helpers
+
+
+def _as_audio(audio) -> AudioData:
+    if isinstance(audio, AudioData):
+        return audio
+    x = np.asarray(audio, dtype=np.float32)
+    return AudioData(path="<array>", samples=x[None, :] if x.ndim == 1 else x, orig_sample_rate=SAMPLE_RATE)
+
+
+def _regions_to_annotation(regions, label, ann: Annotation | None = None) -> Annotation:
+    ann = ann if ann is not None else Annotation()
+    for s, e in regions:
+        if e > s:
+            ann[Segment(s, e), len(ann)] = label
+    return ann
+
+
+def label_at(diarization: Annotation, start: float, end: float) -> str | None:
+    """Label with the most overlap with ``[start, end]`` (nearest one within 1 s if none).
+
+    Examples
+    --------
+    >>> ann = Annotation(); ann[Segment(0, 2)] = "A"; ann[Segment(2, 5)] = "B"
+    >>> label_at(ann, 1.5, 2.8), label_at(ann, 5.5, 5.6), label_at(ann, 9, 9.5)
+    ('B', 'B', None)
+    """
+    win = Segment(start, max(end, start + 1e-3))
+    best, best_ov = None, 0.0
+    cropped = diarization.crop(win, mode="intersection")
+    for seg, _, lab in cropped.itertracks(yield_label=True):
+        if seg.duration > best_ov:
+            best, best_ov = lab, seg.duration
+    if best is not None:
+        return best
+    near = diarization.crop(Segment(start - 1.0, end + 1.0), mode="loose")
+    dist = [(min(abs(s.end - start), abs(s.start - end)), lab) for s, _, lab in near.itertracks(yield_label=True)]
+    return min(dist)[1] if dist else None
+
+
+def split_by_speaker(utterances: list[Utterance], diarization: Annotation) -> list[Utterance]:
+    """Exclusive diarisation of words: each word goes to the label it overlaps most;
+    an utterance is split wherever the label changes. Sets ``u.cluster``.
+
+    Examples
+    --------
+    >>> ann = Annotation(); ann[Segment(0, 1)] = "A"; ann[Segment(1, 3)] = "B"
+    >>> u = Utterance("unknown", 0.1, 2.5, "ja hei der", [Word("ja", .1, .4), Word("hei", 1.2, 1.6), Word("der", 2, 2.5)])
+    >>> [(v.cluster, v.text, v.start, v.end) for v in split_by_speaker([u], ann)]
+    [('A', 'ja', 0.1, 0.4), ('B', 'hei der', 1.2, 2.5)]
+    """
+    out: list[Utterance] = []
+    for u in utterances:
+        if not u.words:
+            lab = label_at(diarization, u.start or 0.0, u.end or 0.0)
+            out.append(_copy_utt(u, u.words, u.text, lab))
+            continue
+        labs = [label_at(diarization, w.start, w.end) for w in u.words]
+        # a word in silence (no label) joins its neighbour's speaker
+        for i in range(len(labs)):
+            if labs[i] is None:
+                labs[i] = next((x for x in labs[i::-1] if x is not None), None) or next(
+                    (x for x in labs[i:] if x is not None), None)
+        groups: list[tuple[str | None, list[Word]]] = []
+        for w, lab in zip(u.words, labs):
+            if groups and groups[-1][0] == lab:
+                groups[-1][1].append(w)
+            else:
+                groups.append((lab, [w]))
+        if len(groups) == 1:
+            out.append(_copy_utt(u, u.words, u.text, groups[0][0]))
+            continue
+        for lab, ws in groups:
+            out.append(_copy_utt(u, ws, " ".join(w.text for w in ws), lab, ws[0].start, ws[-1].end))
+    out.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
+    return out
+
+
+def _copy_utt(u: Utterance, words, text, cluster, start=None, end=None) -> Utterance:
+    return Utterance(
+        speaker=u.speaker, start=u.start if start is None else start, end=u.end if end is None else end,
+        text=text, words=list(words), acts=list(u.acts), phase=u.phase, intonation=u.intonation,
+        pitch_change_st=u.pitch_change_st, prosody=dict(u.prosody), evidence=dict(u.evidence),
+        channel=u.channel, cluster=cluster,
+    )
+
+
+def _turns(utterances: list[Utterance], key) -> list[tuple[str, float, float, str]]:
+    return [(key(u), u.start or 0.0, u.end or 0.0, u.text) for u in utterances if key(u) is not None]
+
+
+# ---------------------------------------------------------------- stereo
+
+
+def frame_levels_db(x: np.ndarray, frame: int = FRAME) -> np.ndarray:
+    """RMS level in dB per ``frame`` samples (aligned with the Silero frames).
+
+    Examples
+    --------
+    >>> frame_levels_db(np.full(1024, 0.1, np.float32)).round(1).tolist()
+    [-20.0, -20.0]
+    """
+    x = np.pad(np.asarray(x, np.float32), (0, (-len(x)) % frame)).reshape(-1, frame)
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-10)
+
+
+@dataclass
+class StereoConfig:
+    vad_threshold: float = 0.5
+    min_silence_s: float = 0.25
+    pad_s: float = 0.05
+    # a channel more than this far below the other in a frame only hears the other's leak
+    crosstalk_db: float = 12.0
+
+
+class StereoDiarizer:
+    """Stereo calls: one party per channel, crosstalk suppressed, roles from evidence."""
+
+    name = "stereo-channels"
+
+    def __init__(self, config: StereoConfig | None = None):
+        self.config = config or StereoConfig()
+
+    def _own_speech(self, audio: AudioData, speech_probs=None) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per-channel frame masks of the channel's *own* speech, and the level difference (dB)."""
+        cfg = self.config
+        levels = [frame_levels_db(audio.samples[c]) for c in range(2)]
+        n = min(len(levels[0]), len(levels[1]))
+        diff = levels[0][:n] - levels[1][:n]  # >0: left louder
+        masks = []
+        for c in range(2):
+            p = speech_probs[c] if speech_probs is not None else speech_probabilities(audio.samples[c])
+            p = np.asarray(p)[:n].copy()
+            dominated = (diff if c == 1 else -diff) > cfg.crosstalk_db
+            p[dominated] = 0.0  # the other channel is far louder: this is its echo
+            masks.append(p)
+        return masks, diff
+
+    def diarize(self, audio, speech_probs=None) -> Annotation:
+        """Who spoke when, labels ``left`` / ``right`` (overlap allowed)."""
+        audio = _as_audio(audio)
+        if audio.channels != 2:
+            raise DiarizationError(f"{audio.path}: stereo diarisation needs 2 channels, got {audio.channels}")
+        cfg = self.config
+        masks, _ = self._own_speech(audio, speech_probs)
+        ann = Annotation(uri=Path(audio.path).stem)
+        for c in range(2):
+            regions = probabilities_to_regions(masks[c], cfg.vad_threshold, cfg.min_silence_s, 0.1, cfg.pad_s,
+                                               audio.duration)
+            _regions_to_annotation(regions, CHANNEL_NAMES[c], ann)
+        return ann
+
+    def drop_crosstalk(self, audio: AudioData, utterances: list[Utterance], diff: np.ndarray) -> list[Utterance]:
+        """Drop words whose span is dominated by the other channel (its leak), and
+        utterances left empty."""
+        fs = FRAME / SAMPLE_RATE
+        out = []
         for u in utterances:
-            u.speaker = CHANNEL_NAMES[u.channel] if u.channel is not None else "unknown"
-        return utterances, {}
+            if u.channel is None:
+                out.append(u)
+                continue
+            sign = 1.0 if u.channel == 0 else -1.0
+
+            def own(s, e):
+                a, b = int(s / fs), max(int(s / fs) + 1, int(np.ceil(e / fs)))
+                d = diff[a:b] * sign
+                return d.size == 0 or np.median(d) > -self.config.crosstalk_db
+
+            if u.words:
+                words = [w for w in u.words if own(w.start, w.end)]
+                if not words:
+                    continue
+                if len(words) != len(u.words):
+                    u = _copy_utt(u, words, " ".join(w.text for w in words), u.cluster, words[0].start, words[-1].end)
+                out.append(u)
+            elif own(u.start or 0.0, u.end or 0.0):
+                out.append(u)
+        return out
+
+    def assign(self, audio: AudioData, utterances: list[Utterance], counsellor_channel: str = "auto",
+               speech_probs=None):
+        masks, diff = self._own_speech(audio, speech_probs)
+        ann = self.diarize(audio, speech_probs=masks)  # masks are already crosstalk-free
+        utterances = self.drop_crosstalk(audio, utterances, diff)
+        forced = counsellor_channel if counsellor_channel in CHANNEL_NAMES else None
+        decision = assign_roles(ann, _turns(utterances, lambda u: CHANNEL_NAMES[u.channel] if u.channel is not None else None),
+                                counsellor=forced)
+        if decision.counsellor is None:  # silent call: fall back to left
+            decision.roles = {"left": "counsellor", "right": "caller"}
+            decision.counsellor = "left"
+        decision.roles.setdefault("left", "caller" if decision.counsellor == "right" else "counsellor")
+        decision.roles.setdefault("right", "caller" if decision.counsellor == "left" else "counsellor")
+        for u in utterances:
+            u.speaker = decision.roles[CHANNEL_NAMES[u.channel]] if u.channel is not None else "other"
+        utterances.sort(key=lambda u: ((u.start or 0.0), (u.end or 0.0)))
+        roles = {"method": "stereo-" + ("forced" if forced else "auto"), "counsellor": decision.counsellor,
+                 "confidence": decision.confidence, "evidence": decision.evidence}
+        return utterances, roles
 
 
-def build_diarizer(config):
-    return ChannelLabeller()
+# ---------------------------------------------------------------- mono, embedded
+
+
+@dataclass
+class EmbeddedConfig:
+    vad_threshold: float = 0.15
+    vad_min_silence_s: float = 0.25
+    vad_pad_s: float = 0.1
+    win_s: float = 1.5  # embedding window
+    hop_s: float = 0.25
+    step_s: float = 0.05  # resegmentation frame
+    switch_penalty: float = 3.0  # Viterbi cost of a speaker change (in similarity × 10 units)
+    resegment_iters: int = 2
+    min_speakers: int = 1
+    max_speakers: int = 3
+    max_cluster_windows: int = 1500  # clustering subsample: bounds memory on long calls
+    eigengap_min: float = 0.25  # a 3rd, 4th... speaker needs at least this eigengap
+
+
+def estimate_speakers(emb: np.ndarray, min_k: int = 1, max_k: int = 3, gap_min: float = 0.25) -> tuple[int, np.ndarray]:
+    """Number of speakers from the eigengap of a pruned cosine affinity matrix.
+
+    Returns ``(k, affinity)``. ``k = 1`` unless the 2nd eigenvalue of the
+    normalised affinity drops clearly below the 1st; a speaker beyond the
+    second needs an eigengap of at least ``gap_min``.
+    """
+    from scipy.linalg import eigh
+
+    A = np.clip(emb @ emb.T, 0, 1)
+    n = len(A)
+    p = max(2, min(n, int(0.2 * n)))
+    thr = -np.sort(-A, axis=1)[:, p - 1: p]
+    A = np.where(A >= thr, A, 0.0)
+    A = (A + A.T) / 2
+    d = A.sum(1) + 1e-9
+    L = A / np.sqrt(np.outer(d, d))
+    w = eigh(L, eigvals_only=True)[::-1][: max_k + 1]
+    gaps = w[:-1] - w[1:]
+    k = max(min_k, 1)
+    if max_k >= 2 and gaps[0] < gaps[1:max_k].max(initial=0) and k < 2:
+        k = 2
+    elif max_k >= 2 and 1 - w[1] > 0.01:
+        k = max(k, 2)
+    for j in range(2, max_k):  # gaps[j] separates j+1 from j+2 eigenvalues
+        if gaps[j] >= gap_min and gaps[j] > gaps[1]:
+            k = max(k, j + 1)
+    return min(k, max_k), A
+
+
+def viterbi(scores: np.ndarray, penalty: float) -> np.ndarray:
+    """Best label path through ``(T, K)`` frame scores with a fixed switch penalty.
+
+    Examples
+    --------
+    >>> s = np.array([[1, 0], [1, 0], [0, .6], [1, 0], [0, 1], [0, 1]], float)
+    >>> viterbi(s, 0.2).tolist(), viterbi(s, 1.5).tolist()
+    ([0, 0, 1, 0, 1, 1], [0, 0, 0, 0, 1, 1])
+    """
+    T, K = scores.shape
+    dp = scores[0].copy()
+    back = np.zeros((T, K), dtype=np.int32)
+    trans = penalty * (1 - np.eye(K))
+    for t in range(1, T):
+        cand = dp[:, None] - trans
+        back[t] = cand.argmax(0)
+        dp = cand.max(0) + scores[t]
+    path = np.empty(T, dtype=np.int32)
+    path[-1] = int(dp.argmax())
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+class EmbeddedDiarizer:
+    """Mono diarisation with models that ship in installed packages (no downloads)."""
+
+    name = "embedded:silero+resemblyzer"
+
+    def __init__(self, config: EmbeddedConfig | None = None):
+        from .embedding import ResemblyzerEmbedder
+
+        self.config = config or EmbeddedConfig()
+        self.embedder = ResemblyzerEmbedder()
+
+    def _frame_scores(self, spans, S, s, e):
+        cfg = self.config
+        t = np.arange(s, e, cfg.step_s) + cfg.step_s / 2
+        idx = np.where((spans[:, 0] < e) & (spans[:, 1] > s))[0]
+        if len(idx) == 0:
+            return t, None
+        cov = ((spans[idx, 0][None, :] <= t[:, None]) & (spans[idx, 1][None, :] > t[:, None])).astype(float)
+        empty = cov.sum(1) == 0
+        if empty.any():  # frames no window covers take the nearest window
+            centre = spans[idx].mean(1)
+            cov[np.where(empty)[0], np.argmin(np.abs(centre[None, :] - t[empty, None]), axis=1)] = 1
+        return t, (cov @ S[idx]) / cov.sum(1, keepdims=True)
+
+    def diarize(self, audio, speech_probs=None) -> Annotation:
+        """Who spoke when in a mono recording (labels ``SPEAKER_00``, ...).
+
+        Stereo input is down-mixed. ``speech_probs``: Silero probabilities of
+        the mono signal if already computed (shared VAD pass).
+        """
+        from sklearn.cluster import SpectralClustering
+
+        from .embedding import call_gain
+
+        audio = _as_audio(audio)
+        cfg = self.config
+        x = audio.mono
+        uri = Path(audio.path).stem
+        probs = speech_probs if speech_probs is not None else speech_probabilities(x)
+        regions = probabilities_to_regions(np.asarray(probs), cfg.vad_threshold, cfg.vad_min_silence_s, 0.1,
+                                           cfg.vad_pad_s, audio.duration)
+        ann = Annotation(uri=uri)
+        if not regions:
+            return ann
+        spans, E = self.embedder.embed_windows(x, regions, cfg.win_s, cfg.hop_s, call_gain(x, regions))
+        if len(E) < 4:
+            return _regions_to_annotation(regions, "SPEAKER_00", ann)
+        sub = np.linspace(0, len(E) - 1, min(len(E), cfg.max_cluster_windows)).astype(int)
+        k, A = estimate_speakers(E[sub], cfg.min_speakers, cfg.max_speakers, cfg.eigengap_min)
+        if k == 1:
+            return _regions_to_annotation(regions, "SPEAKER_00", ann)
+        lab = SpectralClustering(k, affinity="precomputed", random_state=0).fit_predict(A)
+        C = np.stack([E[sub][lab == j].mean(0) for j in range(k)])
+        segs = []
+        for it in range(cfg.resegment_iters + 1):
+            C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
+            S = E @ C.T
+            segs = []
+            win_lab = np.full(len(E), -1)
+            for s, e in regions:
+                t, F = self._frame_scores(spans, S, s, e)
+                if F is None:
+                    continue
+                path = viterbi(F * 10, cfg.switch_penalty)
+                b = 0
+                for i in range(1, len(t) + 1):
+                    if i == len(t) or path[i] != path[b]:
+                        segs.append((s + b * cfg.step_s, min(e, s + i * cfg.step_s), int(path[b])))
+                        b = i
+            if it == cfg.resegment_iters:
+                break
+            # re-estimate centroids from windows lying inside one resegmented turn
+            for s0, e0, j in segs:
+                inside = (spans[:, 0] >= s0 - 1e-6) & (spans[:, 1] <= e0 + 1e-6)
+                win_lab[inside] = j
+            C = np.stack([E[win_lab == j].mean(0) if (win_lab == j).sum() >= 3 else C[j] for j in range(k)])
+        # name speakers by order of first appearance
+        order = {}
+        for s0, e0, j in sorted(segs):
+            order.setdefault(j, f"SPEAKER_{len(order):02d}")
+        for s0, e0, j in segs:
+            ann[Segment(s0, e0), len(ann)] = order[j]
+        return ann.support()
+
+    def assign(self, audio: AudioData, utterances: list[Utterance], counsellor_channel: str = "auto",
+               speech_probs=None):
+        probs = None
+        if speech_probs is not None and len(speech_probs) == 1:
+            probs = speech_probs[0]
+        ann = self.diarize(audio, speech_probs=probs)
+        return _assign_mono(ann, utterances, self.name)
+
+
+def _assign_mono(ann: Annotation, utterances: list[Utterance], method: str):
+    utts = split_by_speaker(utterances, ann)
+    decision = assign_roles(ann, _turns(utts, lambda u: u.cluster))
+    for u in utts:
+        u.speaker = decision.roles.get(u.cluster, "other") if u.cluster is not None else "other"
+    roles = {"method": method, "counsellor": decision.counsellor, "confidence": decision.confidence,
+             "clusters": decision.roles, "evidence": decision.evidence}
+    return utts, roles
+
+
+# ---------------------------------------------------------------- pyannote.audio
+
+
+class PyannoteDiarizer:
+    """A local pyannote.audio pipeline directory (``config.yaml`` + model checkpoints)."""
+
+    def __init__(self, pipeline_dir: str | os.PathLike, device: str = "cpu"):
+        from . import offline
+
+        offline.enforce_env()  # telemetry off, hub offline, before pyannote is imported
+        path = Path(pipeline_dir)
+        if not (path / "config.yaml").is_file():
+            raise DiarizationError(f"{path}: not a pyannote pipeline directory (no config.yaml)")
+        try:
+            from pyannote.audio import Pipeline
+
+            pipe = Pipeline.from_pretrained(path)
+        except Exception as e:  # noqa: BLE001 - one clear line for the user
+            raise DiarizationError(f"{path}: cannot load pyannote pipeline: {type(e).__name__}: {e}") from e
+        if pipe is None:
+            raise DiarizationError(f"{path}: cannot load pyannote pipeline")
+        import torch
+
+        pipe.to(torch.device(device))
+        self.pipeline = pipe
+        self.name = f"pyannote:{path.name}"
+
+    def diarize(self, audio, speech_probs=None) -> Annotation:
+        import torch
+
+        audio = _as_audio(audio)
+        out = self.pipeline({"waveform": torch.from_numpy(audio.mono[None, :].copy()), "sample_rate": SAMPLE_RATE,
+                             "uri": Path(audio.path).stem})
+        # pyannote.audio 4 returns DiarizeOutput; 3.x an Annotation
+        ann = getattr(out, "exclusive_speaker_diarization", None) or getattr(out, "speaker_diarization", out)
+        return ann
+
+    def assign(self, audio: AudioData, utterances: list[Utterance], counsellor_channel: str = "auto",
+               speech_probs=None):
+        return _assign_mono(self.diarize(audio), utterances, self.name)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+class AutoDiarizer:
+    """``--diarizer auto``: stereo channels for 2-channel audio, embedded otherwise."""
+
+    name = "auto"
+
+    def __init__(self):
+        self.stereo = StereoDiarizer()
+        self._embedded = None
+
+    @property
+    def embedded(self) -> EmbeddedDiarizer:
+        if self._embedded is None:
+            self._embedded = EmbeddedDiarizer()
+        return self._embedded
+
+    def _pick(self, audio):
+        d = self.stereo if _as_audio(audio).channels == 2 else self.embedded
+        self.name = d.name
+        return d
+
+    def diarize(self, audio, speech_probs=None) -> Annotation:
+        return self._pick(audio).diarize(audio, speech_probs=speech_probs)
+
+    def assign(self, audio, utterances, counsellor_channel="auto", speech_probs=None):
+        return self._pick(audio).assign(audio, utterances, counsellor_channel, speech_probs=speech_probs)
+
+
+def build_diarizer(config) -> AutoDiarizer | StereoDiarizer | EmbeddedDiarizer | PyannoteDiarizer:
+    """The diariser ``config.diarizer`` names (``auto | stereo | embedded | pyannote``)."""
+    kind = getattr(config, "diarizer", "auto")
+    if kind == "auto":
+        return AutoDiarizer()
+    if kind == "stereo":
+        return StereoDiarizer()
+    if kind == "embedded":
+        return EmbeddedDiarizer()
+    if kind == "pyannote":
+        if not getattr(config, "pyannote_pipeline", None):
+            raise DiarizationError("--diarizer pyannote needs --pyannote-pipeline DIR")
+        return PyannoteDiarizer(config.pyannote_pipeline)
+    raise DiarizationError(f"unknown diarizer {kind!r} (auto, stereo, embedded or pyannote)")
+
+
+def diarize(audio, config=None) -> Annotation:
+    """Diarise audio alone (no ASR): the Annotation DER evaluation needs.
+
+    Examples
+    --------
+    >>> ann = diarize(load_audio("call.wav"))   # doctest: +SKIP
+    """
+    from .pipeline import PipelineConfig
+
+    return build_diarizer(config or PipelineConfig()).diarize(audio)

@@ -1,0 +1,118 @@
+"""Voice activity: the Silero VAD model that ships with faster-whisper.
+
+Pure functions on 16 kHz mono float32 arrays, so the ASR and diarisation
+stages can share one pass (see :func:`speech_probabilities`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .records import SAMPLE_RATE
+
+FRAME = 512  # samples per Silero frame (32 ms at 16 kHz)
+FRAME_S = FRAME / SAMPLE_RATE
+
+
+def speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero speech probability for every 32 ms frame.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        1-D float32 audio at 16 kHz.
+
+    Returns
+    -------
+    np.ndarray
+        ``(ceil(n / 512),)`` probabilities; frame ``i`` covers
+        ``[i * 0.032, (i + 1) * 0.032)`` seconds.
+
+    Examples
+    --------
+    >>> p = speech_probabilities(np.zeros(16000, np.float32))
+    >>> p.shape, bool(p.max() < 0.5)
+    ((32,), True)
+    """
+    from faster_whisper.vad import get_vad_model
+
+    x = np.asarray(samples, dtype=np.float32)
+    x = np.pad(x, (0, (-len(x)) % FRAME))
+    if len(x) == 0:
+        return np.zeros(0, np.float32)
+    # The ONNX model batches internally and keeps its LSTM state across
+    # frames; feeding hour-long chunks keeps memory flat (~4 floats per frame).
+    chunk = FRAME * 60000  # ~32 min of audio per call
+    probs, h = [], None
+    model = get_vad_model()
+    for i in range(0, len(x), chunk):
+        probs.append(np.asarray(model(x[i : i + chunk])).reshape(-1))
+    del h
+    return np.concatenate(probs).astype(np.float32)
+
+
+def probabilities_to_regions(
+    probs: np.ndarray,
+    threshold: float = 0.5,
+    min_silence_s: float = 0.1,
+    min_speech_s: float = 0.1,
+    pad_s: float = 0.03,
+    duration: float | None = None,
+) -> list[tuple[float, float]]:
+    """Speech regions ``[(start, end), ...]`` in seconds from frame probabilities.
+
+    Hysteresis like Silero's own post-processing: speech starts above
+    ``threshold`` and only ends below ``threshold - 0.15``; gaps shorter than
+    ``min_silence_s`` are bridged, regions shorter than ``min_speech_s`` dropped.
+
+    Examples
+    --------
+    >>> p = np.array([0, 0, .9, .9, .9, 0, .9, .9, 0, 0, 0, 0, 0, 0, 0], np.float32)
+    >>> probabilities_to_regions(p, min_silence_s=0.05, pad_s=0.0)
+    [(0.064, 0.256)]
+    """
+    neg = max(threshold - 0.15, 0.01)
+    regions: list[list[float]] = []
+    on = False
+    start = 0
+    for i, p in enumerate(probs):
+        if not on and p >= threshold:
+            on, start = True, i
+        elif on and p < neg:
+            on = False
+            regions.append([start * FRAME_S, i * FRAME_S])
+    if on:
+        regions.append([start * FRAME_S, len(probs) * FRAME_S])
+    merged: list[list[float]] = []
+    for r in regions:
+        if merged and r[0] - merged[-1][1] < min_silence_s:
+            merged[-1][1] = r[1]
+        else:
+            merged.append(r)
+    end_max = duration if duration is not None else len(probs) * FRAME_S
+    out = []
+    for s, e in merged:
+        if e - s < min_speech_s:
+            continue
+        out.append((round(max(0.0, s - pad_s), 3), round(min(end_max, e + pad_s), 3)))
+    # padding may make neighbours touch; keep them ordered and disjoint
+    for i in range(1, len(out)):
+        if out[i][0] < out[i - 1][1]:
+            mid = round((out[i][0] + out[i - 1][1]) / 2, 3)
+            out[i - 1] = (out[i - 1][0], mid)
+            out[i] = (mid, out[i][1])
+    return out
+
+
+def speech_regions(samples: np.ndarray, threshold: float = 0.5, min_silence_s: float = 0.1,
+                   min_speech_s: float = 0.1, pad_s: float = 0.03) -> list[tuple[float, float]]:
+    """Speech regions of 16 kHz mono audio, in seconds.
+
+    Examples
+    --------
+    >>> speech_regions(np.zeros(16000, np.float32))
+    []
+    """
+    probs = speech_probabilities(samples)
+    return probabilities_to_regions(probs, threshold, min_silence_s, min_speech_s, pad_s,
+                                    duration=len(samples) / SAMPLE_RATE)
