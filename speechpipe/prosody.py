@@ -22,6 +22,7 @@ mono. The outputs are measurements for a person to look at, never a diagnosis.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -80,12 +81,12 @@ class ProsodyConfig:
     tracker: str | PitchTracker = "praat"
     range_probe_s: float = 12.0  # first-pass audio per speaker for the range rule
     # intonation
-    final_window_s: float = 0.30
+    final_window_s: float = 0.50
     end_level_s: float = 0.04
     movement_st: float = 1.5  # |change| ≥ this is a rise/fall …
     glissando: float = 0.16  # … and |Δst|·T ≥ 0.16 ('t Hart's glissando threshold 0.16/T² st/s)
     min_voiced_frames: int = 6
-    stretch_gap_s: float = 0.08  # a gap longer than this ends a voiced stretch
+    stretch_gap_s: float = 0.30  # a longer unvoiced gap ends a voiced stretch (stop closures do not)
     # breaths
     breath_min_s: float = 0.15
     breath_max_s: float = 1.0
@@ -96,8 +97,8 @@ class ProsodyConfig:
     breath_centroid_hz: tuple[float, float] = (600.0, 2600.0)
     word_pad_s: float = 0.0
     heavy_long_s: float = 0.5
-    heavy_loud_db: float = -16.5  # mean breath level re the speaker's 95th-percentile speech level
-    heavy_frequent_per_min: float = 6.0  # breaths per minute of the speaker's own talk time
+    heavy_loud_db: float = -14.0  # mean breath level re the speaker's 95th-percentile speech level
+    heavy_frequent_per_min: float = 12.0  # breaths per minute of the speaker's own talk time
     # turns
     pause_min_s: float = 0.2
     voice_quality_min_voiced_s: float = 1.0
@@ -109,14 +110,16 @@ class ProsodyConfig:
 # Frame features (vectorised; one STFT per channel)
 
 
-def frame_features(x: np.ndarray, sr: int = SR) -> dict[str, np.ndarray]:
+def frame_features(x: np.ndarray, sr: int = SR, block_s: float = 60.0) -> dict[str, np.ndarray]:
     """Per-frame level, spectral flatness, centroid and periodicity of a telephone-band signal.
 
     Frames are 32 ms every 10 ms, centred at ``i * 0.01`` s. ``energy_db``
     is the 250–3400 Hz band level (dB re full scale), ``flatness`` and
-    ``centroid`` are librosa's on the same band, ``periodicity`` the largest
-    window-corrected normalised autocorrelation for F0 50–500 Hz (Praat's
-    harmonicity estimate, taken from the same spectrum).
+    ``centroid`` are computed on the same band (as librosa's), ``periodicity``
+    is the largest window-corrected normalised autocorrelation for F0
+    50–500 Hz (Praat's harmonicity estimate, taken from the same spectrum).
+    The signal is processed in blocks of ``block_s`` so memory stays flat
+    for hour-long recordings.
 
     Examples
     --------
@@ -125,12 +128,27 @@ def frame_features(x: np.ndarray, sr: int = SR) -> dict[str, np.ndarray]:
     >>> bool(np.median(f["periodicity"]) > 0.9)
     True
     """
+    x = np.asarray(x, dtype=np.float32)
+    n_frames = 1 + len(x) // HOP
+    # Same framing as librosa.stft(center=True, pad_mode="constant"): frame i is centred on sample i·HOP.
+    xp = np.pad(x, (N_FFT // 2, N_FFT // 2 + HOP))
+    per_block = max(1, int(block_s * sr / HOP))
+    parts = [_frame_block(xp[i * HOP : (min(i + per_block, n_frames) - 1) * HOP + N_FFT], sr)
+             for i in range(0, n_frames, per_block)]
+    out = {k: np.concatenate([p[k] for p in parts]).astype(np.float64) for k in parts[0]}
+    out["times"] = np.arange(n_frames) * HOP / sr
+    return out
+
+
+_WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
+
+
+def _frame_block(xb: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     import librosa
     import scipy.fft
 
-    x = np.asarray(x, dtype=np.float32)
-    window = np.hanning(WIN + 2)[1:-1].astype(np.float32)
-    spec = librosa.stft(x, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window=window, center=True)
+    window = _WINDOW
+    spec = librosa.stft(xb, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window=window, center=False)
     power = spec.real**2 + spec.imag**2  # float32, (bins, frames)
     freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT).astype(np.float32)
     band = (freqs >= 250) & (freqs <= 3400)
@@ -144,18 +162,12 @@ def frame_features(x: np.ndarray, sr: int = SR) -> dict[str, np.ndarray]:
     # Autocorrelation from the power spectrum, corrected for the window's own decay
     # (frames × bins, contiguous: a transform along the last axis is much faster).
     lo, hi = int(sr / 500), min(int(sr / 50), WIN - 32)
-    ac = scipy.fft.irfft(np.ascontiguousarray(power.T), n=N_FFT, axis=1, workers=1)[:, : hi]
+    ac = scipy.fft.irfft(np.ascontiguousarray(power.T), n=N_FFT, axis=1, workers=1)[:, :hi]
     wac = np.fft.irfft(np.abs(np.fft.rfft(window, n=N_FFT)) ** 2, n=N_FFT)
     r = (ac[:, lo:hi] * (wac[0] / wac[None, lo:hi]).astype(np.float32)).max(axis=1)
     periodicity = np.clip(r / (ac[:, 0] + 1e-12), 0.0, 1.0)
     periodicity[energy_db < -90] = 0.0
-    return {
-        "times": np.arange(power.shape[1]) * HOP / sr,
-        "energy_db": energy_db.astype(np.float64),
-        "flatness": flatness.astype(np.float64),
-        "centroid": centroid.astype(np.float64),
-        "periodicity": periodicity.astype(np.float64),
-    }
+    return {"energy_db": energy_db, "flatness": flatness, "centroid": centroid, "periodicity": periodicity}
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -339,6 +351,7 @@ class ProsodyAnalyzer:
         self.config = config or ProsodyConfig()
         self.tracker = build_tracker(self.config.tracker)
         self.name = f"speechpipe-prosody/{VERSION}+{self.tracker.name}"
+        self.last_timings: dict[str, float] = {}
 
     # -- helpers ----------------------------------------------------------
     def _track(self, x: np.ndarray, start: float, end: float, floor: float, ceiling: float):
@@ -389,6 +402,9 @@ class ProsodyAnalyzer:
         import soxr
 
         c = self.config
+        clock = time.process_time
+        tm = {"features": 0.0, "pitch_range": 0.0, "pitch": 0.0, "breaths": 0.0, "voice_quality": 0.0, "turns": 0.0}
+        t0 = clock()
         timed = [u for u in utterances if u.start is not None and u.end is not None and u.end > u.start]
         stereo = audio.channels == 2
         chans = range(audio.channels) if stereo else [0]
@@ -399,6 +415,7 @@ class ProsodyAnalyzer:
             for ch in chans
         }
         feats = {ch: frame_features(x8[ch]) for ch in chans}
+        tm["features"] = clock() - t0
         floors = {ch: noise_floor_db(feats[ch]["energy_db"]) for ch in chans}
 
         def chan_of(u):
@@ -413,10 +430,14 @@ class ProsodyAnalyzer:
         ranges: dict[tuple, tuple] = {}
         for key, us in groups.items():
             x = x8[key[0]]
+            t1 = clock()
             floor, ceiling, anchor = self._ranges(x, us)
             ranges[key] = (floor, ceiling, anchor)
+            t2 = clock()
             for u in us:
                 track[id(u)] = self._track(x, u.start, u.end, floor, ceiling)
+            tm["pitch_range"] += t2 - t1
+            tm["pitch"] += clock() - t2
 
         # Speech level per speaker: 95th percentile of frame levels in their turns
         # (a peak level; robust to how much of a turn is pauses).
@@ -426,7 +447,10 @@ class ProsodyAnalyzer:
             m = _span_mask(len(e), [(u.start, u.end) for u in us])
             levels[key] = float(np.percentile(e[m], 95)) if m.sum() > 10 else floors[key[0]] + 30.0
 
+        t1 = clock()
         events = self._breaths(audio, timed, feats, levels, groups, chan_of)
+        tm["breaths"] = clock() - t1
+        t1 = clock()
 
         # Per-turn measurements.
         step = HOP / SR
@@ -473,7 +497,9 @@ class ProsodyAnalyzer:
                     p["hnr_db"] = None
                 p["jitter"] = p["shimmer"] = None
                 if pitch is not None and v.sum() * step >= c.voice_quality_min_voiced_s:
+                    t2 = clock()
                     p["jitter"], p["shimmer"] = self._voice_quality(pitch, seg)
+                    tm["voice_quality"] += clock() - t2
                 u.prosody.update(p)
                 if is_backchannel_candidate(u.text):
                     label, change, reason = final_pitch_movement(t, f0, ranges[key][2], c)
@@ -489,6 +515,9 @@ class ProsodyAnalyzer:
             ):
                 for u, z in zip(us, _zscores([u.prosody.get(src) for u in us], c.z_min_turns)):
                     u.prosody[dst] = z
+        tm["turns"] = clock() - t1 - tm["voice_quality"]
+        tm["total"] = clock() - t0
+        self.last_timings = {k: round(v, 4) for k, v in tm.items()}  # CPU seconds of the last call, for benchmarks
         return events
 
     def _breaths(self, audio, timed, feats, levels, groups, chan_of) -> list[Event]:
