@@ -27,6 +27,9 @@ class AudioError(Exception):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # keep path and reason when pickled (Ray workers, multiprocessing)
+        return (type(self), (self.path, self.reason))
+
 
 def _decode_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf

@@ -102,7 +102,9 @@ def draw_sample(
         con.execute("SET enable_external_access = false")  # a --where condition can only read `calls`
         sql = "SELECT * FROM calls" + (f" WHERE {where}" if where else "") + " ORDER BY call_id"
         try:
-            rows = con.execute(sql).fetch_arrow_table().to_pylist()
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
         except duckdb.Error as e:
             raise SampleError(f"--where {where!r}: {str(e).splitlines()[0]}") from None
     finally:

@@ -130,4 +130,7 @@ def register(app, eval_app):
         except SampleError as e:
             con.print(f"[red]error[/red] {e}")
             raise typer.Exit(1)
+        except Exception as e:  # never a traceback for the user
+            con.print(f"[red]error[/red] {batch_dir}: {cli.failure_reason(e)}")
+            raise typer.Exit(1)
         con.print(f"{len(rows)} call(s) sampled → {dest}")
