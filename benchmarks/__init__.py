@@ -25,12 +25,16 @@ def shared_dir() -> Path | None:
     return root if (root / "audio").is_dir() else None
 
 
-def sim_calls(limit: int | None = None) -> list[Path]:
-    """The simulated 8 kHz μ-law phone calls (``*.mono.wav``), sorted by name."""
+def sim_calls(limit: int | None = None, shortest: bool = False) -> list[Path]:
+    """The simulated 8 kHz μ-law phone calls (``*.mono.wav``), by name or shortest first."""
     root = shared_dir()
     if root is None:
         return []
     calls = sorted((root / "audio" / "sim-calls").glob("*.mono.wav"))
+    if shortest:  # keeps full runs affordable on a 2-core machine
+        import soundfile as sf
+
+        calls.sort(key=lambda p: sf.info(str(p)).duration)
     return calls[:limit] if limit else calls
 
 

@@ -8,7 +8,7 @@ figures) and merges their metrics. A module that is missing or fails is marked
 
 Every speed figure is a ratio measured in the same run (see each module).
 
-Run: ``.venv/bin/python -m benchmarks.bench [--quick] [--json] [--smoke]``
+Run: ``.venv/bin/python -m benchmarks.bench [--quick] [--json] [--smoke] [--stages a,b] [--save-md FILE]``
 """
 
 from __future__ import annotations
@@ -180,6 +180,34 @@ def render(result: dict, console=None) -> None:
         con.print(p)
 
 
+def to_markdown(result: dict) -> str:
+    """The result as a markdown section (for ``docs/benchmarks.md``)."""
+    m = result["machine"]
+    gpu = bool(m.get("gpu"))
+    lines = [
+        f"Mode `{result['mode']}`, {result['wall_seconds']} s in all. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['ram_gb']} GB RAM, {m['os']}, Python {m['python']}, torch {m['torch']}, CTranslate2 {m['ctranslate2']}, "
+        f"faster-whisper {m['faster_whisper']}, GPU: {m['gpu'] or 'none'}; load average at start {m['load_avg_at_start']}.",
+        "",
+        "| metric | value | target |",
+        "|---|---:|---:|",
+    ]
+    skip = {"mode", "machine", "stages", "stage_seconds", "wall_seconds"}
+    for k, v in result.items():
+        if k in skip or isinstance(v, (dict, list)):
+            continue
+        target = (GPU_TARGETS if gpu else {}).get(k, TARGETS.get(k))
+        lines.append(f"| `{k}` | {_fmt(v)} | {'' if target is None else f'≥ {target:g}'} |")
+    lines += ["", "| stage | status | seconds |", "|---|---|---:|"]
+    for st, status in result["stages"].items():
+        lines.append(f"| {st} | {status} | {result['stage_seconds'].get(st)} |")
+    if result.get("pipeline_stage_seconds"):
+        lines += ["", "Where the pipeline's time goes:", "", "| stage | seconds | share |", "|---|---:|---:|"]
+        for k, v in result["pipeline_stage_seconds"].items():
+            lines.append(f"| {k} | {v:.2f} | {100 * result['pipeline_stage_share'][k]:.0f} % |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--child" in argv:  # one stage, JSON on the last line of stdout
@@ -201,7 +229,16 @@ def main(argv: list[str] | None = None) -> int:
             stages=stages,
             progress=lambda st: status.update(f"benchmarking {st}…"),
         )
+    if "--scaling" in argv:  # long: fresh processes per call length; writes docs/scaling.*
+        from . import scaling
+
+        sc = scaling.run(quick="--quick" in argv, progress=lambda msg: con.log(msg))
+        result["scaling_fits"] = sc["fits"]
     render(result, con)
+    if "--save-md" in argv:  # e.g. --save-md docs/benchmarks-latest.md
+        from speechpipe.writers import atomic_write_text
+
+        atomic_write_text(argv[argv.index("--save-md") + 1], to_markdown(result))
     if as_json:
         print(json.dumps(result, default=str))
     return 0

@@ -158,3 +158,14 @@ def test_bench_json_contract():
     assert m["cores"] >= 1 and m["python"] and m["ctranslate2"] and m["torch"]
     stages = res["pipeline_stage_seconds"]
     assert stages["asr"] > 0 and stages["decode"] >= 0
+
+
+def test_gpu_benchmark_path_on_cpu(norwegian):
+    """bench_asr's GPU configuration (batched, several calls in flight) run on the CPU."""
+    from benchmarks import bench_asr
+
+    x, _ref = norwegian
+    m = bench_asr.run(device="cpu", calls=[x, x[: 5 * 16000]], smoke=True, in_flight=2, batched=True)
+    assert m["asr_settings"]["batched"] and m["asr_settings"]["in_flight"] == 2
+    assert m["asr_x_realtime"] > 0 and m["asr_baseline_x_realtime"] > 0
+    assert m["asr_audio_seconds"] == pytest.approx((len(x) + 5 * 16000) / 16000, abs=0.1)
