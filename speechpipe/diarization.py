@@ -154,9 +154,10 @@ def frame_levels_db(x: np.ndarray, frame: int = FRAME) -> np.ndarray:
 
 @dataclass
 class StereoConfig:
-    vad_threshold: float = 0.5
+    # Silero's default 0.5 misses 27 % of the robotic sim-call speech; 0.15 misses ~1 %
+    vad_threshold: float = 0.15
     min_silence_s: float = 0.25
-    pad_s: float = 0.05
+    pad_s: float = 0.1
     # a channel more than this far below the other in a frame only hears the other's leak
     crosstalk_db: float = 12.0
 

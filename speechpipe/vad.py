@@ -58,11 +58,13 @@ def probabilities_to_regions(
     min_speech_s: float = 0.1,
     pad_s: float = 0.03,
     duration: float | None = None,
+    neg_threshold: float | None = None,
 ) -> list[tuple[float, float]]:
     """Speech regions ``[(start, end), ...]`` in seconds from frame probabilities.
 
     Hysteresis like Silero's own post-processing: speech starts above
-    ``threshold`` and only ends below ``threshold - 0.15``; gaps shorter than
+    ``threshold`` and only ends below ``neg_threshold`` (default
+    ``threshold - 0.15``); gaps shorter than
     ``min_silence_s`` are bridged, regions shorter than ``min_speech_s`` dropped.
 
     Examples
@@ -71,7 +73,7 @@ def probabilities_to_regions(
     >>> probabilities_to_regions(p, min_silence_s=0.05, pad_s=0.0)
     [(0.064, 0.256)]
     """
-    neg = max(threshold - 0.15, 0.01)
+    neg = neg_threshold if neg_threshold is not None else max(threshold - 0.15, 0.01)
     regions: list[list[float]] = []
     on = False
     start = 0
