@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .records import ACTS
-from .tagger_features import SPK, Batch, FeatureSpace, encode_calls
-from .tagger_phases import PHASES, viterbi_batch, viterbi_batch_torch, viterbi_reference
+from .tagger_features import REOPEN_NAMES, SPK, Batch, FeatureSpace, encode_calls
+from .tagger_phases import PHASES, reopen_free, viterbi_batch, viterbi_batch_torch, viterbi_reference
 from .tagger_text import normalise_tokens
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -90,6 +90,16 @@ class Tagger:
         p = np.array([thr.get(a, 0.5) for a in ACTS])
         self.thr_logit = np.log(p / (1 - p))  # compare logits, no sigmoid needed
         self.logA = np.asarray(meta["logA"], dtype=np.float64)
+        # Reopen model: logistic weights over REOPEN_NAMES + intercept; when present,
+        # the solution/closing → mapping move is scored per utterance.
+        # Stacked phase → act weights, rows = decoded phase + 4 × (speaker is not the counsellor).
+        self.W_pa = np.asarray(arrays.get("W_phase_act", np.zeros((8, NA))), dtype=np.float64)
+        wr = arrays.get("W_reopen")
+        self.W_reopen = None if wr is None else np.asarray(wr, dtype=np.float64)
+        if self.W_reopen is not None:
+            if self.W_reopen.shape != (len(REOPEN_NAMES) + 1,):
+                raise TaggerError(f"model {self.name}: reopen weights do not match its feature space")
+            self.logA = reopen_free(self.logA)
         self.logpi = np.asarray(meta["logpi"], dtype=np.float64)
         self.roles = role_mask()
         # Evidence: each n-gram's own weight plus the weight of the cue families it belongs to.
@@ -124,12 +134,13 @@ class Tagger:
         Xt, aux = self.fs.text_block(b.texts)
         C = self.fs.context_block(b, aux)
         if self.backend == "torch":
-            acts, phase = self._decide_torch(Xt, C, b)
+            acts, phase = self._decide_torch(Xt, C, b, aux)
         else:
             text_logits = np.asarray(Xt @ self.W_text)
             L = text_logits[b.text_code] + C @ self.W_ctx + self.bias
-            acts = self._decide_acts(L[:, :NA], b.spk)
-            phase = viterbi_batch(_log_softmax(L[:, NA:]), b.offsets, self.logA, self.logpi)
+            phase = viterbi_batch(_log_softmax(L[:, NA:]), b.offsets, self.logA, self.logpi, self._reopen(b, aux))
+            La = L[:, :NA] + self.W_pa[phase.astype(np.int64) + 4 * (b.spk != 0)]
+            acts = self._decide_acts(La, b.spk)
         acts[aux["n_tokens"][b.text_code] == 0] = False  # no words (empty, or only a [note]): no act
         return {"acts": acts, "phase": phase, "Xt": Xt, "C": C, "n_tokens": aux["n_tokens"]}
 
@@ -139,7 +150,7 @@ class Tagger:
         rises = [u.intonation == "rise" for u in utterances]
         feats = [self.fs.text_features_ref(u.text or "") for u in utterances]
         auxes = [f[1] for f in feats]
-        ems = []
+        ems, all_logits = [], []
         for i, u in enumerate(utterances):
             cols, _ = feats[i]
             ctx = self.fs.context_ref(speakers, rises, auxes, i)
@@ -148,6 +159,25 @@ class Tagger:
                 s = sum(self.W_text[c, k] for c in cols)
                 s += sum(v * self.W_ctx[j, k] for j, v in enumerate(ctx) if v)
                 logits.append(s + self.bias[k])
+            all_logits.append((logits, cols, ctx))
+            ph = logits[NA:]
+            m = max(ph)
+            lse = m + math.log(sum(math.exp(x - m) for x in ph))
+            ems.append([x - lse for x in ph])
+        reo = None
+        if self.W_reopen is not None:
+            w, b0 = self.W_reopen[:-1].tolist(), float(self.W_reopen[-1])
+            reo = []
+            for i in range(len(utterances)):
+                r = sum(v * wj for v, wj in zip(self.fs.reopen_ref(speakers, auxes, i), w)) + b0
+                r = min(max(r, -30.0), 30.0)
+                reo.append((-math.log1p(math.exp(-r)), -math.log1p(math.exp(r))))
+        path = viterbi_reference(ems, self.logA.tolist(), self.logpi.tolist(), reo)
+        for i, (u, s) in enumerate(zip(utterances, path)):
+            u.phase = PHASES[s]
+            logits, cols, ctx = all_logits[i]
+            pa = self.W_pa[s + 4 * (speakers[i] != 0)]
+            logits = [logits[k] + pa[k] for k in range(NA)]
             acts = [a for k, a in enumerate(ACTS) if self.roles[speakers[i], k] and logits[k] > self.thr_logit[k]]
             if auxes[i]["n_tokens"] == 0:
                 acts = []
@@ -158,16 +188,17 @@ class Tagger:
                 acts.remove("closed_question")
             u.acts = acts
             u.evidence = {a: self._evidence_ref(cols, ctx, ACTS.index(a)) for a in acts}
-            ph = logits[NA:]
-            m = max(ph)
-            lse = m + math.log(sum(math.exp(x - m) for x in ph))
-            ems.append([x - lse for x in ph])
-        path = viterbi_reference(ems, self.logA.tolist(), self.logpi.tolist())
-        for u, s in zip(utterances, path):
-            u.phase = PHASES[s]
         return summarise_reference(utterances)
 
     # ------------------------------------------------------------------ internals
+    def _reopen(self, b: Batch, aux) -> np.ndarray | None:
+        """``(N, 2)``: log P(reopen at this utterance), log P(no reopen)."""
+        if self.W_reopen is None:
+            return None
+        r = self.fs.reopen_block(b, aux) @ self.W_reopen[:-1] + self.W_reopen[-1]
+        r = np.clip(r, -30.0, 30.0)
+        return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
+
     def _decide_acts(self, L: np.ndarray, spk: np.ndarray) -> np.ndarray:
         pred = (L > self.thr_logit) & self.roles[spk.astype(np.int64)]
         # A backchannel holds only minimal responses: it wins alone or goes.
@@ -180,7 +211,7 @@ class Tagger:
         pred[:, CQ] &= ~pred[:, WM]  # a what-more question is not also a closed question
         return pred
 
-    def _decide_torch(self, Xt, C, b: Batch):
+    def _decide_torch(self, Xt, C, b: Batch, aux):
         import torch
 
         dev = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -196,7 +227,10 @@ class Tagger:
         text_logits = X @ Wt
         tc = torch.as_tensor(b.text_code, device=dev)
         L = text_logits[tc] + torch.as_tensor(C, device=dev) @ torch.as_tensor(self.W_ctx, device=dev) + torch.as_tensor(self.bias, device=dev)
-        La = L[:, :NA]
+        em = torch.log_softmax(L[:, NA:], dim=1)
+        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev, reopen=self._reopen(b, aux))
+        pa_row = torch.as_tensor(phase.astype(np.int64) + 4 * (b.spk != 0), device=dev)
+        La = L[:, :NA] + torch.as_tensor(self.W_pa, device=dev)[pa_row]
         roles = torch.as_tensor(self.roles, device=dev)[torch.as_tensor(b.spk.astype(np.int64), device=dev)]
         pred = (La > torch.as_tensor(self.thr_logit, device=dev)) & roles
         others = torch.where(pred, La, torch.tensor(-math.inf, dtype=La.dtype, device=dev))
@@ -206,8 +240,6 @@ class Tagger:
         pred[bc_wins, BC] = True
         pred[:, BC] &= bc_wins
         pred[:, CQ] &= ~pred[:, WM]
-        em = torch.log_softmax(L[:, NA:], dim=1)
-        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev)
         return pred.cpu().numpy(), phase
 
     def evidence(self, b: Batch, out: dict) -> dict:
@@ -480,6 +512,7 @@ def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: 
         meta = json.loads(js.read_text(encoding="utf-8"))
         with np.load(nz) as z:
             arrays = {k: z[k] for k in ("W_text", "W_ctx", "bias")}
+            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act") if k in z})  # absent in older models
     except (OSError, ValueError, KeyError) as e:
         raise TaggerError(f"cannot load tagger model {stem}.json/.npz: {e}") from e
     return Tagger(meta, arrays, backend=backend, device=device)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .tagger_text import CUE_FAMILIES, MINIMAL, NgramIndex, ngrams, normalise_tokens, text_flags_reference, text_ngram_matrix
+from .tagger_text import CUE_FAMILIES, FAMILY_PAIRS, MINIMAL, NgramIndex, ngrams, normalise_tokens, text_flags_reference, text_ngram_matrix
 
 SPK = ("counsellor", "caller", "other", "unknown")
 SPK_CODE = {s: i for i, s in enumerate(SPK)}
@@ -35,7 +35,15 @@ LEN_BINS = (0, 1, 2, 3, 5, 9)  # lower edges: 0, 1, 2, 3–4, 5–8, 9+
 N_POS = 10
 LATE_FAMILIES = ("greeting", "what_more", "summary", "thanks", "new_topic", "handover", "hold", "contract",
                  "info", "emotion", "request", "closed_q", "open_q")
-TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal")
+# Reopen cues: a return to mapping after solution/closing (the hourglass) is scored
+# per utterance from these, and the score sets that utterance's reopen transition.
+REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "decline", "goodbye", "minimal", "long", "question",
+                "caller", "other", "first_other", "other_after_non_other", "spk_change", "late",
+                "prev_what_more", "prev2_what_more", "prev_summary", "prev2_summary", "wm_then_not_decline",
+                "summary_then_caller_words")
+TOPIC_WINDOWS = (2, 5, 9)  # a new-topic/handover cue by a non-counsellor this many rows back or fewer
+TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
+              *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
 
 
 @dataclass
@@ -125,6 +133,7 @@ class FeatureSpace:
             *(f"spk:{s}" for s in SPK), "q_utt", *(f"pos:{k}" for k in range(N_POS)), "first", "last2",
             "prev_same", "next_same", "prev_q_other", "minimal_after_q", "prev_what_more", "other_first",
             *(f"late:{f}" for f in LATE_FAMILIES),
+            *(f"late_topic_cue_within:{w}" for w in TOPIC_WINDOWS),
         ]
         self.n_text = len(self.text_names)
         self.n_ctx = len(self.ctx_names)
@@ -138,7 +147,9 @@ class FeatureSpace:
         lens = np.stack([ntok >= b for b in LEN_BINS], axis=1)
         all_min = (ntok > 0) & (nmin == ntok)
         short_min = (ntok > 0) & (ntok <= 3) & (nmin >= ntok - 1)
-        extra = np.column_stack([flags, lens, all_min, short_min]).astype(np.float64)
+        fc = self.fam_col
+        pairs = [fam[:, fc[a]] & fam[:, fc[b]] for a, b in FAMILY_PAIRS]
+        extra = np.column_stack([flags, lens, all_min, short_min, *pairs]).astype(np.float64)
         Xt = sp.hstack([Xn, sp.csr_matrix(fam.astype(np.float64)), sp.csr_matrix(extra)], format="csr")
         fc = self.fam_col
         qlike = flags[:, 0] | fam[:, fc["open_q"]] | fam[:, fc["closed_q"]]
@@ -186,7 +197,72 @@ class FeatureSpace:
         fam = aux["fam"][tc]
         for j, f in enumerate(LATE_FAMILIES):
             C[:, k + 8 + j] = late & fam[:, self.fam_col[f]]
+        # A late new topic (or a new voice) opens a stretch of mapping: mark the rows after it.
+        cue = (spk != 0) & (fam[:, self.fam_col["new_topic"]] | fam[:, self.fam_col["handover"]]) & late
+        cs = np.concatenate(([0], np.cumsum(cue)))
+        call_start = np.repeat(b.offsets[:-1], lens)
+        rows = np.arange(n)
+        k2 = k + 8 + len(LATE_FAMILIES)
+        for j, w in enumerate(TOPIC_WINDOWS):
+            lo = np.maximum(rows - w, call_start)
+            C[:, k2 + j] = (cs[rows + 1] - cs[lo]) > 0
         return C
+
+    def reopen_block(self, b: Batch, aux) -> np.ndarray:
+        """Reopen-cue features (:data:`REOPEN_NAMES`), one row per utterance."""
+        n = b.n
+        R = np.zeros((n, len(REOPEN_NAMES)), dtype=np.float64)
+        if n == 0:
+            return R
+        fam = aux["fam"][b.text_code]
+        fc = self.fam_col
+        spk = b.spk.astype(np.int64)
+        i = b.row_in_call()
+        lens = np.diff(b.offsets)
+        ncall = np.repeat(lens, lens)
+        first = i == 0
+        second = i <= 1
+
+        def prev(x, k):  # value k rows back within the call, else False
+            y = np.roll(x, k)
+            return y & ~(i < k)
+
+        ntok = aux["n_tokens"][b.text_code]
+        q = aux["qlike"][b.text_code]
+        wm, sm, dec = fam[:, fc["what_more"]], fam[:, fc["summary"]], fam[:, fc["decline"]]
+        words = (ntok >= 3) & ~aux["all_min"][b.text_code]
+        is_other = spk == 2
+        cum = np.cumsum(is_other)
+        before = np.repeat(np.concatenate(([0], cum))[b.offsets[:-1]], lens)
+        cols = [fam[:, fc["new_topic"]], fam[:, fc["topic_shift"]], fam[:, fc["handover"]], fam[:, fc["request"]], fam[:, fc["emotion"]], dec,
+                fam[:, fc["greeting"]] | fam[:, fc["thanks"]], aux["all_min"][b.text_code], ntok >= 6, q,
+                spk != 0, is_other, is_other & (cum - before == 1), is_other & ~first & (np.roll(spk, 1) != 2),
+                ~first & (np.roll(spk, 1) != spk), 2 * i >= ncall,
+                prev(wm, 1), prev(wm, 2) & ~second, prev(sm, 1), prev(sm, 2) & ~second,
+                (prev(wm, 1) | prev(wm, 2)) & ~dec & (spk != 0), (prev(sm, 1) | prev(sm, 2)) & (spk != 0) & words]
+        for j, c in enumerate(cols):
+            R[:, j] = c
+        return R
+
+    def reopen_ref(self, speakers: list[int], auxes: list[dict], i: int) -> list[float]:
+        """Reopen-cue row of utterance ``i`` of one call (plain Python)."""
+        fc = self.fam_col
+        a = auxes[i]
+        f = a["fam"]
+        n = len(speakers)
+
+        def fam_at(k, name):
+            return i - k >= 0 and bool(auxes[i - k]["fam"][fc[name]])
+
+        spk = speakers[i]
+        words = a["n_tokens"] >= 3 and not a["all_min"]
+        wm1, wm2, sm1, sm2 = fam_at(1, "what_more"), fam_at(2, "what_more"), fam_at(1, "summary"), fam_at(2, "summary")
+        row = [f[fc["new_topic"]], f[fc["topic_shift"]], f[fc["handover"]], f[fc["request"]], f[fc["emotion"]], f[fc["decline"]],
+               f[fc["greeting"]] or f[fc["thanks"]], a["all_min"], a["n_tokens"] >= 6, a["qlike"],
+               spk != 0, spk == 2, spk == 2 and 2 not in speakers[:i], spk == 2 and i > 0 and speakers[i - 1] != 2,
+               i > 0 and speakers[i - 1] != spk, 2 * i >= n,
+               wm1, wm2, sm1, sm2, (wm1 or wm2) and not f[fc["decline"]] and spk != 0, (sm1 or sm2) and spk != 0 and words]
+        return [float(bool(x)) for x in row]
 
     # -- reference (one utterance at a time) ---------------------------------
     def text_features_ref(self, text: str):
@@ -201,7 +277,9 @@ class FeatureSpace:
         nm = sum(t in MINIMAL for t in toks)
         all_min = nt > 0 and nm == nt
         short_min = 0 < nt <= 3 and nm >= nt - 1
-        extra = [qmark, excl, shout, *(nt >= b for b in LEN_BINS), all_min, short_min]
+        fc = self.fam_col
+        pairs = [fam[fc[a]] and fam[fc[b]] for a, b in FAMILY_PAIRS]
+        extra = [qmark, excl, shout, *(nt >= b for b in LEN_BINS), all_min, short_min, *pairs]
         cols += [nv + f for f, on in enumerate(fam) if on]
         cols += [nv + len(fam) + j for j, on in enumerate(extra) if on]
         fc = self.fam_col
@@ -232,4 +310,13 @@ class FeatureSpace:
         if 2 * i >= n:
             for j, f in enumerate(LATE_FAMILIES):
                 row[k + 8 + j] = float(a["fam"][self.fam_col[f]])
+        fc = self.fam_col
+
+        def cue(r):
+            f = auxes[r]["fam"]
+            return speakers[r] != 0 and (f[fc["new_topic"]] or f[fc["handover"]]) and 2 * r >= n
+
+        k2 = k + 8 + len(LATE_FAMILIES)
+        for j, w in enumerate(TOPIC_WINDOWS):
+            row[k2 + j] = float(any(cue(r) for r in range(max(0, i - w), i + 1)))
         return row

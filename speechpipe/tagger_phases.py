@@ -56,8 +56,42 @@ def transition_matrix(counts: dict, smoothing: float = 0.5):
     return logA, logpi
 
 
-def viterbi_reference(em: list[list[float]], logA: list[list[float]], logpi: list[float]) -> list[int]:
-    """Best state path of one call; ties go to the lowest state number."""
+def reopen_free(logA: np.ndarray) -> np.ndarray:
+    """``logA`` with the reopen moves taken out: rows of solution/closing renormalised
+    over their forward moves, reopen entries 0 (the per-utterance reopen score is added there)."""
+    A0 = np.array(logA, dtype=np.float64)
+    for s in (2, 3):
+        fwd = [j for j in range(4) if j != 1 and A0[s, j] > NEG / 2]
+        lse = math.log(sum(math.exp(A0[s, j]) for j in fwd))
+        for j in fwd:
+            A0[s, j] -= lse
+        A0[s, 1] = 0.0
+    return A0
+
+
+def reopen_matrix(lp: np.ndarray, lq: np.ndarray) -> np.ndarray:
+    """Per-step additive transition scores ``(N, 4, 4)``: ``lp`` = log P(reopen here) on
+    solution/closing → mapping, ``lq`` = log P(no reopen) on their forward moves, 0 elsewhere."""
+    R = np.zeros((len(lp), 4, 4))
+    R[:, 2, 1] = R[:, 3, 1] = lp
+    R[:, 2, 2] = R[:, 2, 3] = R[:, 3, 3] = lq
+    return R
+
+
+def _reopen_add(lp: float, lq: float, i: int, j: int) -> float:
+    if i >= 2 and j == 1:
+        return lp
+    if i >= 2 and j >= i:
+        return lq
+    return 0.0
+
+
+def viterbi_reference(em: list[list[float]], logA: list[list[float]], logpi: list[float],
+                      reopen: list[tuple[float, float]] | None = None) -> list[int]:
+    """Best state path of one call; ties go to the lowest state number.
+
+    ``reopen[t] = (log p, log 1-p)`` of a reopen at step ``t`` (then ``logA`` is :func:`reopen_free`).
+    """
     T = len(em)
     if T == 0:
         return []
@@ -65,10 +99,11 @@ def viterbi_reference(em: list[list[float]], logA: list[list[float]], logpi: lis
     back = []
     for t in range(1, T):
         new, bp = [], []
+        lp, lq = reopen[t] if reopen is not None else (0.0, 0.0)
         for j in range(4):
-            best, arg = delta[0] + logA[0][j], 0
+            best, arg = delta[0] + logA[0][j] + _reopen_add(lp, lq, 0, j), 0
             for i in range(1, 4):
-                v = delta[i] + logA[i][j]
+                v = delta[i] + logA[i][j] + _reopen_add(lp, lq, i, j)
                 if v > best:
                     best, arg = v, i
             new.append(best + em[t][j])
@@ -96,7 +131,8 @@ def pad(em: np.ndarray, offsets: np.ndarray):
     return E, mask, calls, rows
 
 
-def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray) -> np.ndarray:
+def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray,
+                  reopen: np.ndarray | None = None) -> np.ndarray:
     """Decode all calls at once; returns the state of every row of ``em``.
 
     Padded steps keep each state where it is (identity move, score unchanged),
@@ -106,11 +142,16 @@ def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: 
         return np.zeros(0, dtype=np.int8)
     E, mask, calls, rows = pad(em, offsets)
     B, T, _ = E.shape
+    if reopen is not None:
+        RP = np.zeros((B, T, 2))
+        RP[calls, rows] = reopen
     delta = logpi[None, :] + E[:, 0]
     back = np.zeros((T, B, 4), dtype=np.int8)
     ident = np.broadcast_to(np.arange(4, dtype=np.int8), (B, 4))
     for t in range(1, T):
         cand = delta[:, :, None] + logA[None, :, :]  # (B, from, to)
+        if reopen is not None:
+            cand = cand + reopen_matrix(RP[:, t, 0], RP[:, t, 1])
         bp = cand.argmax(axis=1)  # first maximum = lowest state, as in the reference
         best = np.take_along_axis(cand, bp[:, None, :], axis=1)[:, 0]
         m = mask[:, t]
@@ -127,7 +168,7 @@ def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: 
     return path[calls, rows]
 
 
-def viterbi_batch_torch(em, offsets: np.ndarray, logA, logpi, device=None):
+def viterbi_batch_torch(em, offsets: np.ndarray, logA, logpi, device=None, reopen=None):
     """:func:`viterbi_batch` in torch (``em`` a float64 tensor or array); returns a numpy array."""
     import torch
 
@@ -145,11 +186,21 @@ def viterbi_batch_torch(em, offsets: np.ndarray, logA, logpi, device=None):
     mask = torch.zeros((B, T), dtype=torch.bool, device=dev)
     mask[calls, rows] = True
     A = torch.as_tensor(logA, dtype=em.dtype, device=dev)
+    if reopen is not None:
+        RP = torch.zeros((B, T, 2), dtype=em.dtype, device=dev)
+        RP[calls, rows] = torch.as_tensor(reopen, dtype=em.dtype, device=dev)
+        sel_p = torch.zeros((4, 4), dtype=em.dtype, device=dev)
+        sel_q = torch.zeros((4, 4), dtype=em.dtype, device=dev)
+        sel_p[2, 1] = sel_p[3, 1] = 1.0
+        sel_q[2, 2] = sel_q[2, 3] = sel_q[3, 3] = 1.0
     delta = torch.as_tensor(logpi, dtype=em.dtype, device=dev)[None, :] + E[:, 0]
     back = torch.zeros((T, B, 4), dtype=torch.int8, device=dev)
     ident = torch.arange(4, dtype=torch.int8, device=dev).expand(B, 4)
     for t in range(1, T):
         cand = delta[:, :, None] + A[None]
+        if reopen is not None:
+            # lp*1 + lq*0 and 0 elsewhere: the same numbers as numpy's reopen_matrix
+            cand = cand + (RP[:, t, 0, None, None] * sel_p + RP[:, t, 1, None, None] * sel_q)
         best, bp = _first_max(cand, dim=1)
         m = mask[:, t, None]
         delta = torch.where(m, best + E[:, t], delta)

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from .records import ACTS, Utterance
 from .tagger import CALLER_ACTS, COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
-from .tagger_features import FeatureSpace, encode_calls
+from .tagger_features import REOPEN_NAMES, FeatureSpace, encode_calls
 from .tagger_phases import PHASES, transition_matrix
 from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens
 
@@ -105,6 +105,7 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     Xt, aux = fs.text_block(b.texts)
     C = fs.context_block(b, aux)
     X = sp.hstack([Xt[b.text_code], sp.csr_matrix(C)], format="csr")
+    R = fs.reopen_block(b, aux)
     Y = np.zeros((b.n, NA), dtype=bool)
     P = np.zeros(b.n, dtype=np.int64)
     spk = []
@@ -116,11 +117,12 @@ def _design(fs: FeatureSpace, calls: list[dict]):
             P[i] = PHASES.index(ph) if ph in PHASES else -1
             spk.append(u.speaker)
             i += 1
-    return X, Y, P, np.array(spk, dtype=object)
+    return X, Y, P, np.array(spk, dtype=object), R, b
 
 
-def fit(calls: list[dict], C: float = 0.3, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
-        balanced: bool = True, phase_C: float | None = None) -> Tagger:
+def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
+        balanced: bool = True, phase_C: float | None = None, reopen_C: float = 1.0, reopen_bias: float = 0.0,
+        fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -133,11 +135,24 @@ def fit(calls: list[dict], C: float = 0.3, min_df: int = 2, augment: bool = True
             df.update(set(ngrams(normalise_tokens(u.text))))
     vocab = sorted(g for g, n in df.items() if n >= min_df)
     fs = FeatureSpace(vocab, CUE_FAMILIES)
-    X, Y, P, spk = _design(fs, train)
+    X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
+    # Cue-family columns scaled up: the L2 penalty then lets a family (a general cue
+    # from the method) carry more weight than any single n-gram seen in a few calls.
+    nv, nf = len(fs.vocab), len(fs.fam_names)
+    scale = np.ones(X.shape[1])
+    scale[nv:nv + nf] = fam_scale
+    X = (X @ sp.diags(scale)).tocsr()
     W = np.zeros((nt + nc, NA + 4))
     bias = np.zeros(NA + 4)
     is_coun = spk == "counsellor"
+    # Stacked phase → act features: one-hot (phase × counsellor or not). Gold phases in
+    # training, the decoded phases at inference (a summary is a closing act, etc.).
+    Pa = np.zeros((len(P), 8))
+    okp = P >= 0
+    Pa[np.nonzero(okp)[0], (P + 4 * (~is_coun))[okp]] = phase_act_scale if phase_acts else 0.0
+    Xa = sp.hstack([X, sp.csr_matrix(Pa)], format="csr")
+    W_pa = np.zeros((8, NA))
     for k, a in enumerate(ACTS):
         rows = np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun)
         y = Y[rows, k]
@@ -146,8 +161,9 @@ def fit(calls: list[dict], C: float = 0.3, min_df: int = 2, augment: bool = True
             continue
         # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
         m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", class_weight="balanced" if balanced else None)
-        m.fit(X[rows], y)
-        W[:, k] = m.coef_[0]
+        m.fit(Xa[rows], y)
+        W[:, k] = m.coef_[0][:X.shape[1]]
+        W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
         bias[k] = m.intercept_[0]
     ok = P >= 0
     m = LogisticRegression(C=phase_C or C, max_iter=3000)
@@ -158,6 +174,20 @@ def fit(calls: list[dict], C: float = 0.3, min_df: int = 2, augment: bool = True
     inter[m.classes_] = m.intercept_
     W[:, NA:] = coef.T
     bias[NA:] = inter
+    W *= scale[:, None]  # back to raw 0/1 features for inference
+    # Reopen model: on utterances whose previous gold phase is solution/closing,
+    # does mapping start here? Few dense cue features, plain (unweighted) logistic
+    # regression so that its probability can serve as a transition probability.
+    prevP = np.roll(P, 1)
+    at_risk = (b.row_in_call() > 0) & (prevP >= 2) & (P >= 0)
+    y_reo = P[at_risk] == 1
+    W_reopen = np.zeros(R.shape[1] + 1)
+    if 0 < y_reo.sum() < len(y_reo):
+        m = LogisticRegression(C=reopen_C, max_iter=2000)
+        m.fit(R[at_risk], y_reo)
+        W_reopen[:-1], W_reopen[-1] = m.coef_[0], m.intercept_[0] + reopen_bias
+    else:
+        W_reopen[-1] = -10.0
     counts = Counter()
     for c in calls:
         ph = [PHASES.index(p) for p in c["gold_phase"] if p in PHASES]
@@ -175,9 +205,13 @@ def fit(calls: list[dict], C: float = 0.3, min_df: int = 2, augment: bool = True
         "logA": logA.tolist(),
         "logpi": logpi.tolist(),
         "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
-                     "seed": seed, "balanced": balanced},
+                     "seed": seed, "balanced": balanced,
+                     "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
+                     "phase_acts": phase_acts, "phase_act_scale": phase_act_scale},
+        "reopen_features": list(REOPEN_NAMES),
     }
-    return Tagger(meta, {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias})
+    return Tagger(meta, {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen,
+                         "W_phase_act": W_pa})
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -260,7 +294,9 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     if extra:
         meta.update(extra)
     buf = io.BytesIO()
-    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32))
+    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32),
+                        **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
+                        W_phase_act=tagger.W_pa.astype(np.float32))
     npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
     js = write_json(stem.with_suffix(".json"), meta)
     return js, npz

@@ -92,6 +92,17 @@ def test_batched_viterbi_matches_reference_on_random_calls():
     assert np.array_equal(got, want)
     pytest.importorskip("torch")
     assert np.array_equal(viterbi_batch_torch(em, offsets, logA, logpi, device="cpu"), want)
+    # with per-step reopen scores (solution/closing → mapping)
+    from speechpipe.tagger_phases import reopen_free
+
+    p = rng.uniform(1e-4, 0.9, size=len(em))
+    reo = np.column_stack([np.log(p), np.log1p(-p)])
+    A0 = reopen_free(logA)
+    got_r = viterbi_batch(em, offsets, A0, logpi, reo)
+    want_r = np.concatenate([viterbi_reference(em[a:b].tolist(), A0.tolist(), logpi.tolist(), [tuple(r) for r in reo[a:b]])
+                             for a, b in zip(offsets[:-1], offsets[1:])])
+    assert np.array_equal(got_r, want_r) and not np.array_equal(got_r, want)
+    assert np.array_equal(viterbi_batch_torch(em, offsets, A0, logpi, device="cpu", reopen=reo), want_r)
     # only allowed moves: forward by one or a reopen to mapping
     for a, b in zip(offsets[:-1], offsets[1:]):
         p = got[a:b]
@@ -138,11 +149,40 @@ def test_cross_validated_quality(gold):
 
     r = cross_validate(gold, folds=4)
     clean, asr = r["clean"], r["asr_like"]
-    # Floors a little under what we measured, so a broken feature or decoder fails here.
-    assert clean["act_micro_f1"] >= 0.72 and clean["act_macro_f1"] >= 0.6
-    assert clean["phase_accuracy"] >= 0.72
-    assert asr["act_micro_f1"] >= 0.65 and asr["phase_accuracy"] >= 0.7
-    assert clean["structure_right"] >= 7
+    # Floors a little under what we measured (4 folds: clean 0.80/0.77/0.83, structure 14/16;
+    # ASR-like 0.75 micro, 0.82 phase), so a broken feature, reopen model or decoder fails here.
+    assert clean["act_micro_f1"] >= 0.77 and clean["act_macro_f1"] >= 0.72
+    assert clean["phase_accuracy"] >= 0.80
+    assert asr["act_micro_f1"] >= 0.72 and asr["phase_accuracy"] >= 0.79
+    assert clean["structure_right"] >= 12 and asr["structure_right"] >= 11
+
+
+def test_reopen_after_what_more_and_new_topic(tagger):
+    """An invented call (ASR-style text): a late new topic after a what-more question reopens it."""
+    lines = [
+        ("counsellor", "nav du snakker med per"), ("caller", "hei jeg lurer på når dagpengene kommer"),
+        ("counsellor", "hva gjelder det mer konkret"), ("caller", "jeg har sendt meldekortet men ikke fått noe"),
+        ("counsellor", "mm"), ("counsellor", "da ser vi først på meldekortet"), ("counsellor", "høres det greit ut"),
+        ("caller", "ja"), ("counsellor", "jeg ser at meldekortet kom inn i går"),
+        ("counsellor", "utbetalingen kommer om tre dager"), ("caller", "ok"),
+        ("counsellor", "du kan følge med på nav no under utbetalinger"), ("caller", "mm"),
+        ("counsellor", "så da kommer pengene på fredag"), ("counsellor", "er det noe mer jeg kan hjelpe deg med"),
+        ("caller", "ja forresten en ting til jeg lurer på om jeg kan jobbe litt ved siden av"),
+        ("counsellor", "ja"), ("caller", "jeg har fått tilbud om noen vakter i en butikk"),
+        ("counsellor", "da fører du timene på meldekortet"), ("counsellor", "det blir trukket i dagpengene"),
+        ("caller", "ok takk"), ("counsellor", "så da fører du timene og sender meldekortet som vanlig"),
+        ("counsellor", "ha en fin dag"), ("caller", "takk ha det"),
+    ]
+    call = [Utterance(s, None, None, t) for s, t in lines]
+    summ = tagger.tag_call(call)
+    phases = [u.phase for u in call]
+    assert summ["structure"] == "hourglass" and summ["reopenings"] == 1, phases
+    assert phases[15] == "mapping" and phases[0] == "opening" and phases[-1] == "closing"
+    assert "new_topic" in call[15].acts
+    # without the late new topic the same call stays a funnel
+    call2 = [Utterance(s, None, None, t) for s, t in lines[:15] + lines[20:]]
+    call2[15].text = "nei det var alt takk"
+    assert tagger.tag_call(call2)["structure"] == "funnel", [u.phase for u in call2]
 
 
 def test_training_is_reproducible(gold):

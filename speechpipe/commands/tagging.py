@@ -85,7 +85,7 @@ def register(app, eval_app):
     def train_tagger(
         gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts (e.g. ../shared/tagger-dev)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v1)."),
-        c: float = typer.Option(0.3, "--C", help="Inverse L2 regularisation strength."),
+        c: float = typer.Option(1.0, "--C", help="Inverse L2 regularisation strength."),
         no_cv: bool = typer.Option(False, "--no-cv", help="Skip leave-one-call-out cross-validation."),
     ):
         """Learn the tagger's weights from gold calls (reproducible: fixed seed)."""
