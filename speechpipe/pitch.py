@@ -122,7 +122,7 @@ def speaker_range(f0: np.ndarray, default: tuple[float, float] = (WIDE_FLOOR, WI
     De Looze & Hirst (2008): floor = 0.75 × q25 and ceiling = 1.5 × q75 of
     the first-pass F0; we widen the ceiling to 1.8 × q75 so that the high end
     of a questioning rise is not cut off. Falls back to ``default`` with
-    fewer than 50 voiced frames.
+    fewer than 30 voiced frames.
 
     Examples
     --------
@@ -130,7 +130,7 @@ def speaker_range(f0: np.ndarray, default: tuple[float, float] = (WIDE_FLOOR, WI
     (75.0, 180.0)
     """
     v = f0[np.isfinite(f0)]
-    if len(v) < 50:
+    if len(v) < 30:
         return default
     q25, q75 = np.percentile(v, [25, 75])
     floor = float(np.clip(0.75 * q25, 40.0, 300.0))
@@ -177,7 +177,7 @@ def synth_telephone_voice(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A voice-like harmonic signal with known F0, sent through a telephone channel.
 
-    Alternating male-range (70–150 Hz) and female-range (160–300 Hz) voiced
+    Alternating male-range (~60–180 Hz) and female-range (~140–360 Hz) voiced
     "syllables" of 150–450 ms with random glides (up to ±6 semitones),
     separated by noise-only gaps; harmonics fall off at −12 dB/octave and pass
     a few formant-like resonances, then a 300–3400 Hz band-pass (which removes
@@ -190,7 +190,7 @@ def synth_telephone_voice(
     Examples
     --------
     >>> x, t, f0 = synth_telephone_voice(2.0)
-    >>> x.shape, bool(np.nanmin(f0) >= 70)
+    >>> x.shape, bool(55 < np.nanmin(f0) < np.nanmax(f0) < 400)
     ((16000,), True)
     """
     from scipy import signal

