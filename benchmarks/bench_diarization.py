@@ -1,0 +1,196 @@
+"""Diarisation: speed (real-time factor vs. the Silero VAD pass), DER, roles, memory on long calls.
+
+Speed: the embedded mono diariser (VAD + resemblyzer windows + clustering +
+Viterbi resegmentation) on a simulated call, against the Silero VAD pass
+alone on the same audio in the same run (the machine is shared and noisy;
+the ratio is what counts), plus its real-time factor.
+Accuracy (full run): DER with pyannote.metrics on the real two-speaker
+recordings and the 16 mono sim calls, at collar 0.25 (pyannote: total width,
+±0.125 s) and 0.5 (±0.25 s, NIST md-eval's usual collar); role accuracy on
+the mono sim calls from timing alone (no transcript) = share of reference
+speech time given the right role; stereo role decision on the stereo calls.
+Memory: peak RSS of a child process diarising a long call built from the sim
+calls (10 min quick, 120 min full), minus the decoded audio itself.
+
+Run: ``.venv/bin/python -m benchmarks.bench_diarization [--quick]``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import machine, peak_rss_mb, shared_dir, sim_calls
+
+
+def _der(ref, hyp, collar):
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    return DiarizationErrorRate(collar=collar)(ref, hyp, detailed=True)
+
+
+def _rttm(path: Path):
+    from pyannote.database.util import load_rttm
+
+    return next(iter(load_rttm(str(path)).values()))
+
+
+def _role_accuracy(ref, utts, only: str | None = None) -> float:
+    """Share of reference speech time (of role ``only``, or all) whose utterance has the right role."""
+    from pyannote.core import Annotation, Segment
+
+    hyp = Annotation()
+    for u in utts:
+        if u.end > u.start:
+            hyp[Segment(u.start, u.end), len(hyp)] = u.speaker
+    good = total = 0.0
+    for seg, _, role in ref.itertracks(yield_label=True):
+        if only and role != only:
+            continue
+        total += seg.duration
+        good += sum(x.duration for x, _, r in hyp.crop(seg, mode="intersection").itertracks(yield_label=True) if r == role)
+    return good / total if total else 0.0
+
+
+def _long_call(seconds: float) -> dict:
+    """Child-process body: diarise a ``seconds``-long call, report time and memory."""
+    from benchmarks import make_call_wav
+    from speechpipe.audio import load_audio
+    from speechpipe.diarization import EmbeddedDiarizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "long.wav"
+        make_call_wav(seconds, path)
+        d = EmbeddedDiarizer()
+        audio = load_audio(path)
+        base = peak_rss_mb()
+        t = time.perf_counter()
+        ann = d.diarize(audio)
+        wall = time.perf_counter() - t
+    return {"seconds": seconds, "wall_s": round(wall, 1), "rtf": round(wall / seconds, 4),
+            "speakers": len(ann.labels()), "rss_before_mb": base, "peak_rss_mb": peak_rss_mb(),
+            "audio_mb": round(seconds * 16000 * 4 / 2**20, 1)}
+
+
+def run(quick: bool = False) -> dict:
+    from speechpipe.audio import load_audio
+    from speechpipe.diarization import EmbeddedDiarizer, StereoDiarizer, _assign_mono
+    from speechpipe.vad import speech_probabilities
+
+    root = shared_dir()
+    if root is None:
+        return {"skipped": "shared data not found"}
+    out: dict = {"machine": machine()}
+    d = EmbeddedDiarizer()
+
+    # -- speed: one sim call, diariser vs its own VAD pass ------------------------------
+    call = sim_calls(1, shortest=True)[0] if quick else root / "audio/sim-calls/dev-001.mono.wav"
+    audio = load_audio(call)
+    d.diarize(load_audio(root / "audio/realconv/rcdev-01.tel.wav"))  # warm-up: model load, librosa init
+    t = time.perf_counter()
+    speech_probabilities(audio.mono)
+    vad_s = time.perf_counter() - t
+    t = time.perf_counter()
+    d.diarize(audio)
+    dia_s = time.perf_counter() - t
+    out["speed"] = {"file": call.name, "audio_s": round(audio.duration, 1), "vad_s": round(vad_s, 2),
+                    "diarize_s": round(dia_s, 2), "rtf": round(dia_s / audio.duration, 4),
+                    "x_vad_time": round(dia_s / vad_s, 1)}
+
+    # -- accuracy ---------------------------------------------------------------------
+    real = [root / "audio/real/dev00.wav", root / "audio/real/sample.wav",
+            root / "audio/realconv/rcdev-01.wav", root / "audio/realconv/rcdev-01.tel.wav"]
+    sims = sim_calls(3 if quick else None)
+    rows = []
+    role_acc = []
+    for f in real + sims:
+        ref = _rttm(f.with_name(f.name.split(".")[0] + ".rttm"))
+        a = load_audio(f)
+        hyp = d.diarize(a)
+        r25, r50 = _der(ref, hyp, 0.25), _der(ref, hyp, 0.5)
+        tot = r25["total"] or 1.0
+        row = {"file": f.name, "der_c025": round(100 * r25["diarization error rate"], 1),
+               "der_c05": round(100 * r50["diarization error rate"], 1),
+               "miss": round(100 * r25["missed detection"] / tot, 1), "fa": round(100 * r25["false alarm"] / tot, 1),
+               "conf": round(100 * r25["confusion"] / tot, 1),
+               "speakers": f"{len(ref.labels())}/{len(hyp.labels())}"}
+        if f in sims:  # roles from timing alone: utterances = diarised turns without text
+            from speechpipe.records import Utterance
+
+            utts = [Utterance("unknown", s.start, s.end, "") for s in hyp.itersegments()]
+            res, roles = _assign_mono(hyp, utts, d.name)
+            acc = _role_accuracy(ref, res)
+            row["role_acc"] = round(acc, 3)
+            row["counsellor_ok"] = _role_accuracy(ref, res, only="counsellor") > 0.5
+            role_acc.append(acc)
+        rows.append(row)
+    out["der"] = rows
+
+    def mean(key, sel):
+        v = [r[key] for r in rows if sel(r)]
+        return round(sum(v) / len(v), 2) if v else None
+
+    is_real = lambda r: not r["file"].startswith("dev-")  # noqa: E731
+    is_sim = lambda r: r["file"].startswith("dev-")  # noqa: E731
+    out["summary"] = {"real_der_c025": mean("der_c025", is_real), "real_der_c05": mean("der_c05", is_real),
+                      "sim_der_c025": mean("der_c025", is_sim), "sim_der_c05": mean("der_c05", is_sim),
+                      "sim_role_acc": round(sum(role_acc) / len(role_acc), 3) if role_acc else None,
+                      "sim_counsellor_ok": f"{sum(r.get('counsellor_ok', False) for r in rows)}/{len(sims)}"}
+
+    # -- stereo roles ----------------------------------------------------------------
+    st = StereoDiarizer()
+    stereo = sorted((root / "audio/sim-calls").glob("*.stereo.flac"))[: 2 if quick else None]
+    ok = 0
+    for f in stereo:
+        a = load_audio(f)
+        ann = st.diarize(a)
+        from speechpipe.records import Utterance
+
+        utts = [Utterance("unknown", s.start, s.end, "", channel=0 if lab == "left" else 1)
+                for s, _, lab in ann.itertracks(yield_label=True)]
+        _, roles = st.assign(a, utts)
+        ok += roles["counsellor"] == "left"  # dev data: left is the counsellor
+    out["stereo_roles_ok"] = f"{ok}/{len(stereo)}"
+
+    # -- memory on a long call (child process) --------------------------------------
+    secs = 600.0 if quick else 7200.0
+    p = subprocess.run([sys.executable, "-m", "benchmarks.bench_diarization", "--long", str(secs)],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        out["long_call"] = json.loads(p.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        out["long_call"] = {"error": (p.stderr or "no output").strip().splitlines()[-1][:300]}
+    return out
+
+
+def _print(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    if "skipped" in res:
+        con.print(res["skipped"])
+        return
+    s = res["speed"]
+    con.print(f"speed on {s['file']} ({s['audio_s']} s): diarise {s['diarize_s']} s = RTF {s['rtf']}, "
+              f"{s['x_vad_time']}× the Silero VAD pass ({s['vad_s']} s)")
+    t = Table("file", "DER c0.25", "DER c0.5", "miss", "FA", "conf", "spk ref/hyp", "role acc", title="DER % (pyannote.metrics)")
+    for r in res["der"]:
+        t.add_row(r["file"], str(r["der_c025"]), str(r["der_c05"]), str(r["miss"]), str(r["fa"]), str(r["conf"]),
+                  r["speakers"], str(r.get("role_acc", "")))
+    con.print(t)
+    con.print(res["summary"], f"stereo roles right: {res['stereo_roles_ok']}", res["long_call"])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--long":
+        print(json.dumps(_long_call(float(sys.argv[2]))))
+        sys.exit(0)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = run(quick="--quick" in sys.argv)
+    _print(result)
