@@ -48,7 +48,8 @@ NA = len(ACTS)
 BC = ACTS.index("backchannel")
 WM = ACTS.index("what_more")
 CQ = ACTS.index("closed_question")
-SILENCE_S = 2.0  # a gap this long between turns counts as a silence
+SILENCE_S = 2.0
+CHUNK_ROWS = 65536  # rows per chunk of the dense per-utterance work (whole calls)  # a gap this long between turns counts as a silence
 
 
 class TaggerError(Exception):
@@ -106,6 +107,8 @@ class Tagger:
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
         self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv:nv + nf, :NA]
         self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:]]
+        self._ev_names_arr = np.array(self.ev_names, dtype=object)
+        self._ctx_names_arr = np.array([f"context:{n}" for n in self.fs.ctx_names], dtype=object)
         self.backend = backend
         self.device = device
 
@@ -129,20 +132,38 @@ class Tagger:
             if was:
                 gc.enable()
 
-    def tag_batch(self, b: Batch) -> dict:
-        """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence columns, token counts."""
+    def tag_batch(self, b: Batch, chunk_rows: int = CHUNK_ROWS) -> dict:
+        """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence names, token counts.
+
+        Text features and text logits are computed once per unique text; the dense
+        per-utterance part runs over chunks of whole calls (about ``chunk_rows`` rows),
+        so its temporaries stay small and are reused instead of freshly paged in.
+        """
         Xt, aux = self.fs.text_block(b.texts)
-        C = self.fs.context_block(b, aux)
+        best = self._text_evidence(Xt)
         if self.backend == "torch":
+            C = self.fs.context_block(b, aux)
             acts, phase = self._decide_torch(Xt, C, b, aux)
-        else:
-            text_logits = np.asarray(Xt @ self.W_text)
-            L = text_logits[b.text_code] + C @ self.W_ctx + self.bias
-            phase = viterbi_batch(_log_softmax(L[:, NA:]), b.offsets, self.logA, self.logpi, self._reopen(b, aux))
-            La = L[:, :NA] + self.W_pa[phase.astype(np.int64) + 4 * (b.spk != 0)]
-            acts = self._decide_acts(La, b.spk)
-        acts[aux["n_tokens"][b.text_code] == 0] = False  # no words (empty, or only a [note]): no act
-        return {"acts": acts, "phase": phase, "Xt": Xt, "C": C, "n_tokens": aux["n_tokens"]}
+            acts[aux["n_tokens"][b.text_code] == 0] = False
+            names = self._evidence_names(b, acts, C, best)
+            return {"acts": acts, "phase": phase, "ev_names": names, "n_tokens": aux["n_tokens"]}
+        text_logits = np.asarray(Xt @ self.W_text)
+        acts = np.zeros((b.n, NA), dtype=bool)
+        phase = np.zeros(b.n, dtype=np.int8)
+        names = []
+        for c0, c1 in _call_chunks(b.offsets, chunk_rows):
+            bc = b.calls_slice(c0, c1)
+            r0, r1 = b.offsets[c0], b.offsets[c1]
+            C = self.fs.context_block(bc, aux)
+            L = text_logits[bc.text_code] + C @ self.W_ctx + self.bias
+            ph = viterbi_batch(_log_softmax(L[:, NA:]), bc.offsets, self.logA, self.logpi, self._reopen(bc, aux))
+            La = L[:, :NA] + self.W_pa[ph.astype(np.int64) + 4 * (bc.spk != 0)]
+            a = self._decide_acts(La, bc.spk)
+            a[aux["n_tokens"][bc.text_code] == 0] = False  # no words (empty, or only a [note]): no act
+            acts[r0:r1], phase[r0:r1] = a, ph
+            names.append(self._evidence_names(bc, a, C, best))
+        names = np.concatenate(names) if names else np.zeros(0, dtype=object)
+        return {"acts": acts, "phase": phase, "ev_names": names, "n_tokens": aux["n_tokens"]}
 
     def tag_call_reference(self, utterances) -> dict:
         """Per-utterance reference implementation (same labels as :meth:`tag_calls`)."""
@@ -242,14 +263,17 @@ class Tagger:
         pred[:, CQ] &= ~pred[:, WM]
         return pred.cpu().numpy(), phase
 
-    def evidence(self, b: Batch, out: dict) -> dict:
+    def evidence(self, b: Batch, out: dict):
         """Cue of every predicted act: the text feature that pushed hardest, else the context feature.
 
         Returns ``rows, cols, names`` aligned with ``np.nonzero(out["acts"])``.
         """
-        Xt, C, acts = out["Xt"], out["C"], out["acts"]
+        rows, cols = np.nonzero(out["acts"])
+        return rows, cols, out["ev_names"]
+
+    def _text_evidence(self, Xt) -> np.ndarray:
+        """Per unique text and act: column of the best positive n-gram (family weight folded in) or flag, else -1."""
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
-        # Per unique text and act: the best positive n-gram (family weight folded in) or text flag.
         Xe = Xt[:, list(range(nv)) + list(range(nv + nf, self.fs.n_text))].tocsr()
         W = np.vstack([self.W_ev, self.W_text[nv + nf:, :NA]])
         best = np.full((Xe.shape[0], NA), -1, dtype=np.int64)
@@ -262,14 +286,17 @@ class Tagger:
                 r, k = row_of[order][first], order[first]
                 pos = contrib[k, a] > 0
                 best[r[pos], a] = Xe.indices[k[pos]]
+        return best
+
+    def _evidence_names(self, b: Batch, acts: np.ndarray, C: np.ndarray, best: np.ndarray) -> np.ndarray:
         rows, cols = np.nonzero(acts)  # row-major: per row, acts in ACTS order
         ev = best[b.text_code[rows], cols]
-        names = np.array(self.ev_names, dtype=object)[np.maximum(ev, 0)]
+        names = self._ev_names_arr[np.maximum(ev, 0)]
         need = ev < 0
         if need.any():
             cc = (C[rows[need]] * self.W_ctx[:, cols[need]].T).argmax(axis=1)
-            names[need] = np.array([f"context:{n}" for n in self.fs.ctx_names], dtype=object)[cc]
-        return rows, cols, names
+            names[need] = self._ctx_names_arr[cc]
+        return names
 
     def _evidence_ref(self, cols: list[int], ctx: list[float], a: int) -> str:
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
@@ -306,6 +333,17 @@ class Tagger:
             u.acts = list(lab)
             u.phase = p
             u.evidence = e
+
+
+def _call_chunks(offsets: np.ndarray, rows: int):
+    """``(c0, c1)`` call ranges of about ``rows`` utterances each (at least one call)."""
+    B = len(offsets) - 1
+    c0 = 0
+    while c0 < B:
+        c1 = int(np.searchsorted(offsets, offsets[c0] + rows, side="right")) - 1
+        c1 = min(max(c1, c0 + 1), B)
+        yield c0, c1
+        c0 = c1
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -70,6 +70,12 @@ class Batch:
         """Call number of each row."""
         return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
 
+    def calls_slice(self, c0: int, c1: int) -> "Batch":
+        """Calls ``c0:c1`` as a batch (views; ``texts`` shared, so text codes stay valid)."""
+        r0, r1 = self.offsets[c0], self.offsets[c1]
+        return Batch(self.texts, self.text_code[r0:r1], self.spk[r0:r1], self.rise[r0:r1], self.start[r0:r1],
+                     self.end[r0:r1], self.offsets[c0:c1 + 1] - r0)
+
     def row_in_call(self) -> np.ndarray:
         return np.arange(self.n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
 
@@ -84,17 +90,21 @@ def encode_calls(calls) -> Batch:
     n = len(flat)
     offsets = np.zeros(len(calls) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in calls])
-    code = SPK_CODE.get
     if flat and isinstance(flat[0], tuple):
         text = [u[1] for u in flat]
-        spk = [code(u[0], 3) for u in flat]
+        speaker = [u[0] for u in flat]
         rise = start = end = None
     else:
         text = [u.text for u in flat]
-        spk = [code(u.speaker, 3) for u in flat]
-        rise = [u.intonation == "rise" for u in flat]
+        speaker = [u.speaker for u in flat]
+        rise = np.array([u.intonation for u in flat], dtype=object) == "rise"
         start = [u.start for u in flat]
         end = [u.end for u in flat]
+    # speaker codes by comparing an object array with each role (C loops), unknown = 3
+    sp_arr = np.array(speaker, dtype=object)
+    spk = np.full(n, 3, dtype=np.int8)
+    for k, role in enumerate(SPK[:3]):
+        spk[sp_arr == role] = k
     # Dedupe texts: a dict keeps first-seen order; None reads as "".
     ids: dict = {}
     codes = [ids.setdefault(t, len(ids)) for t in text]
@@ -102,8 +112,8 @@ def encode_calls(calls) -> Batch:
     return Batch(
         uniq,
         np.array(codes, dtype=np.int64),
-        np.array(spk, dtype=np.int8),
-        np.array(rise, dtype=bool) if rise is not None else np.zeros(n, dtype=bool),
+        spk,
+        np.asarray(rise, dtype=bool) if rise is not None else np.zeros(n, dtype=bool),
         np.array(start, dtype=np.float64) if start is not None else np.full(n, np.nan),  # None → NaN
         np.array(end, dtype=np.float64) if end is not None else np.full(n, np.nan),
         offsets,
@@ -159,7 +169,7 @@ class FeatureSpace:
     def context_block(self, b: Batch, aux) -> np.ndarray:
         """Dense context features, one row per utterance of the batch."""
         n = b.n
-        C = np.zeros((n, self.n_ctx), dtype=np.float64)
+        C = np.zeros((n, self.n_ctx), dtype=np.float64, order="F")  # filled column by column
         if n == 0:
             return C
         tc = b.text_code
@@ -211,7 +221,7 @@ class FeatureSpace:
     def reopen_block(self, b: Batch, aux) -> np.ndarray:
         """Reopen-cue features (:data:`REOPEN_NAMES`), one row per utterance."""
         n = b.n
-        R = np.zeros((n, len(REOPEN_NAMES)), dtype=np.float64)
+        R = np.zeros((n, len(REOPEN_NAMES)), dtype=np.float64, order="F")
         if n == 0:
             return R
         fam = aux["fam"][b.text_code]

@@ -122,7 +122,8 @@ def _design(fs: FeatureSpace, calls: list[dict]):
 
 def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
         balanced: bool = True, phase_C: float | None = None, reopen_C: float = 1.0, reopen_bias: float = 0.0,
-        fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0) -> Tagger:
+        fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
+        unscaled: tuple = ("open_q", "wh_any", "closed_q")) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -139,9 +140,10 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
     nt, nc = fs.n_text, fs.n_ctx
     # Cue-family columns scaled up: the L2 penalty then lets a family (a general cue
     # from the method) carry more weight than any single n-gram seen in a few calls.
+    # Question-form families stay unscaled (they are broad, and scaling them hurt CV).
     nv, nf = len(fs.vocab), len(fs.fam_names)
     scale = np.ones(X.shape[1])
-    scale[nv:nv + nf] = fam_scale
+    scale[nv:nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
     X = (X @ sp.diags(scale)).tocsr()
     W = np.zeros((nt + nc, NA + 4))
     bias = np.zeros(NA + 4)
@@ -207,7 +209,8 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
                      "seed": seed, "balanced": balanced,
                      "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
-                     "phase_acts": phase_acts, "phase_act_scale": phase_act_scale},
+                     "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
+                     "unscaled_families": list(unscaled)},
         "reopen_features": list(REOPEN_NAMES),
     }
     return Tagger(meta, {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen,

@@ -77,6 +77,10 @@ def test_torch_path_matches_numpy(tagger, mixed_calls):
     o1, o2 = tagger.tag_batch(b), tt.tag_batch(b)
     assert np.array_equal(o1["acts"], o2["acts"])
     assert np.array_equal(o1["phase"], o2["phase"])
+    assert o1["ev_names"].tolist() == o2["ev_names"].tolist()
+    o3 = tagger.tag_batch(b, chunk_rows=97)  # many small chunks of whole calls: same labels and cues
+    assert np.array_equal(o1["acts"], o3["acts"]) and np.array_equal(o1["phase"], o3["phase"])
+    assert o1["ev_names"].tolist() == o3["ev_names"].tolist()
 
 
 def test_batched_viterbi_matches_reference_on_random_calls():
