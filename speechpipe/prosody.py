@@ -25,7 +25,7 @@ import copy
 import re
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -104,7 +104,6 @@ class ProsodyConfig:
     pause_min_s: float = 0.2
     voice_quality_min_voiced_s: float = 1.0
     z_min_turns: int = 3
-    extra: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -142,29 +141,33 @@ def frame_features(x: np.ndarray, sr: int = SR, block_s: float = 60.0) -> dict[s
 
 
 _WINDOW = np.hanning(WIN + 2)[1:-1].astype(np.float32)
+# The analysis window centred in an N_FFT frame (zero-padded both sides), as librosa.stft does.
+_FRAME_WINDOW = np.zeros(N_FFT, np.float32)
+_FRAME_WINDOW[(N_FFT - WIN) // 2 : (N_FFT + WIN) // 2] = _WINDOW
 
 
 def _frame_block(xb: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-    import librosa
+    """Features of every full N_FFT frame (hop HOP) of ``xb``; rows are frames."""
     import scipy.fft
 
-    window = _WINDOW
-    spec = librosa.stft(xb, n_fft=N_FFT, hop_length=HOP, win_length=WIN, window=window, center=False)
-    power = spec.real**2 + spec.imag**2  # float32, (bins, frames)
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT).astype(np.float32)
+    # A strided view, one rfft over the frame axis: librosa.stft's result, without its slow import
+    # and already laid out frames × bins for the autocorrelation below.
+    frames = np.lib.stride_tricks.sliding_window_view(xb, N_FFT)[::HOP]
+    spec = scipy.fft.rfft(frames * _FRAME_WINDOW, axis=1, workers=1)
+    power = spec.real**2 + spec.imag**2  # float32, (frames, bins)
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr).astype(np.float32)
     band = (freqs >= 250) & (freqs <= 3400)
-    pb = power[band]
-    norm = float(window.sum() ** 2) / 4.0  # full-scale sine → ~0 dB
-    tot = pb.sum(axis=0)
+    pb = power[:, band]
+    norm = float(_WINDOW.sum() ** 2) / 4.0  # full-scale sine → ~0 dB
+    tot = pb.sum(axis=1)
     energy_db = 10.0 * np.log10(tot / norm + 1e-10)
     # spectral flatness (geometric / arithmetic mean), as librosa.feature.spectral_flatness
-    flatness = np.exp(np.log(pb + 1e-10).mean(axis=0)) / (tot / pb.shape[0] + 1e-10)
-    centroid = (freqs[band] @ pb) / (tot + 1e-12)
-    # Autocorrelation from the power spectrum, corrected for the window's own decay
-    # (frames × bins, contiguous: a transform along the last axis is much faster).
+    flatness = np.exp(np.log(pb + 1e-10).mean(axis=1)) / (tot / pb.shape[1] + 1e-10)
+    centroid = (pb @ freqs[band]) / (tot + 1e-12)
+    # Autocorrelation from the power spectrum, corrected for the window's own decay (Praat's HNR estimate).
     lo, hi = int(sr / 500), min(int(sr / 50), WIN - 32)
-    ac = scipy.fft.irfft(np.ascontiguousarray(power.T), n=N_FFT, axis=1, workers=1)[:, :hi]
-    wac = np.fft.irfft(np.abs(np.fft.rfft(window, n=N_FFT)) ** 2, n=N_FFT)
+    ac = scipy.fft.irfft(power, n=N_FFT, axis=1, workers=1)[:, :hi]
+    wac = np.fft.irfft(np.abs(np.fft.rfft(_WINDOW, n=N_FFT)) ** 2, n=N_FFT)
     r = (ac[:, lo:hi] * (wac[0] / wac[None, lo:hi]).astype(np.float32)).max(axis=1)
     periodicity = np.clip(r / (ac[:, 0] + 1e-12), 0.0, 1.0)
     periodicity[energy_db < -90] = 0.0

@@ -174,6 +174,11 @@ def test_empty_and_untimed_input_gives_no_events(analyser):
     assert analyser.analyse(audio, []) == []
     u = Utterance("caller", None, None, "ja")
     assert analyser.analyse(audio, [u]) == [] and u.intonation is None
+    # silent stereo with turns (one running past the end): nothing voiced, a reason instead of a label
+    silent = AudioData("s.wav", np.zeros((2, 3 * SAMPLE_RATE), np.float32), 8000)
+    us = [Utterance("caller", 0.5, 1.0, "ja", channel=1), Utterance("caller", 2.9, 3.5, "mm", channel=1)]
+    assert analyser.analyse(silent, us) == []
+    assert all(u.intonation is None and "too few voiced" in u.prosody["intonation_reason"] for u in us)
 
 
 # -- the dev calls -------------------------------------------------------------
