@@ -50,6 +50,24 @@ def decode(path: str):
         return e
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _thread_env(cpus_per_worker: int, local: bool) -> dict[str, str]:
+    """Thread settings for workers.
+
+    Ray sets ``OMP_NUM_THREADS=num_cpus`` in workers, and BLAS thread counts
+    change float reduction order, enough to flip a Whisper decode. On a local
+    instance workers mirror the driver, so outputs equal the local engine's;
+    on a cluster each actor gets its share of cores.
+    """
+    if not local:
+        return {"OMP_NUM_THREADS": str(cpus_per_worker)}
+    env = {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+    env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    return env
+
+
 def run_ray(
     items: Iterable[BatchItem],
     config,
@@ -104,9 +122,10 @@ def run_ray(
         gpus = ray.cluster_resources().get("GPU", 0)
         use_gpu = config.asr.device != "cpu" and gpus >= 1
         opts = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpw}
+        opts["runtime_env"] = {"env_vars": _thread_env(cpw, local=not address)}
         Actor = ray.remote(max_restarts=1, max_task_retries=0)(CallWorker)
         actors = [Actor.options(**opts).remote(config) for _ in range(workers)]
-        decode_task = ray.remote(num_cpus=1, max_retries=0)(decode)
+        decode_task = ray.remote(num_cpus=1, max_retries=0, runtime_env=opts["runtime_env"])(decode)
 
         queues: list[deque] = [deque() for _ in actors]
         where: dict = {}  # result ref → (actor index, item)
