@@ -331,10 +331,18 @@ class EmbeddedDiarizer:
         self.config = config or EmbeddedConfig()
         self.embedder = ResemblyzerEmbedder()
 
+    def _windows_in(self, spans, s, e):
+        """Indices of windows overlapping ``[s, e]``; spans are sorted by start and at most
+        ``win_s`` long, so a binary search keeps this O(log n) on 2-hour calls."""
+        lo = np.searchsorted(spans[:, 0], s - self.config.win_s - 1e-6)
+        hi = np.searchsorted(spans[:, 0], e)
+        idx = np.arange(lo, hi)
+        return idx[spans[idx, 1] > s]
+
     def _frame_scores(self, spans, S, s, e):
         cfg = self.config
         t = np.arange(s, e, cfg.step_s) + cfg.step_s / 2
-        idx = np.where((spans[:, 0] < e) & (spans[:, 1] > s))[0]
+        idx = self._windows_in(spans, s, e)
         if len(idx) == 0:
             return t, None
         cov = ((spans[idx, 0][None, :] <= t[:, None]) & (spans[idx, 1][None, :] > t[:, None])).astype(float)
@@ -393,8 +401,8 @@ class EmbeddedDiarizer:
                 break
             # re-estimate centroids from windows lying inside one resegmented turn
             for s0, e0, j in segs:
-                inside = (spans[:, 0] >= s0 - 1e-6) & (spans[:, 1] <= e0 + 1e-6)
-                win_lab[inside] = j
+                idx = self._windows_in(spans, s0, e0)
+                win_lab[idx[(spans[idx, 0] >= s0 - 1e-6) & (spans[idx, 1] <= e0 + 1e-6)]] = j
             C = np.stack([E[win_lab == j].mean(0) if (win_lab == j).sum() >= 3 else C[j] for j in range(k)])
         # name speakers by order of first appearance
         order = {}
