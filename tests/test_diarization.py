@@ -221,3 +221,25 @@ def test_embedded_roles_from_real_asr_output(shared, embedded, embedded_transcri
     turns = [Utterance(roles["clusters"][lab], s.start, s.end, "")
              for s, _, lab in embedded.diarize(audio).itertracks(yield_label=True)]
     assert role_time_accuracy(reference(sim / "dev-016.rttm"), turns) > 0.9
+
+
+def test_build_diarizer_choices_and_auto_dispatch():
+    from speechpipe.diarization import (AutoDiarizer, DiarizationError, EmbeddedDiarizer, StereoDiarizer,
+                                        build_diarizer)
+    from speechpipe.pipeline import PipelineConfig
+
+    assert isinstance(build_diarizer(PipelineConfig(diarizer="stereo")), StereoDiarizer)
+    assert isinstance(build_diarizer(PipelineConfig(diarizer="embedded")), EmbeddedDiarizer)
+    with pytest.raises(DiarizationError, match="pyannote-pipeline"):
+        build_diarizer(PipelineConfig(diarizer="pyannote"))
+    auto = build_diarizer(PipelineConfig())
+    assert isinstance(auto, AutoDiarizer)
+    sr = 16000
+    t = np.arange(sr * 4) / sr
+    tone = (0.2 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    stereo = AudioData("s.wav", np.stack([tone, np.zeros_like(tone)]), sr)
+    utts = [Utterance("unknown", 0.5, 1.5, "hei", [Word("hei", 0.5, 1.5)], channel=0)]
+    out, roles = auto.assign(stereo, utts, counsellor_channel="left")
+    assert auto.name == "stereo-channels" and roles["method"] == "stereo-forced" and out[0].speaker == "counsellor"
+    out, roles = auto.assign(AudioData("m.wav", np.zeros((1, sr * 2), np.float32), sr), [])
+    assert auto.name == EmbeddedDiarizer.name and out == []
