@@ -33,8 +33,8 @@ def _cpu(fn, *args, **kwargs):
     return out, time.process_time() - t, time.perf_counter() - w
 
 
-def _workload(seconds: float | None):
-    """(AudioData, utterances) of dev-001 (mono, 8 kHz μ-law), cut to ``seconds``; synthetic when no shared data."""
+def _workload(seconds: float | None, stereo: bool = False):
+    """(AudioData, utterances) of dev-001 (mono 8 kHz μ-law, or stereo), cut to ``seconds``; synthetic when no shared data."""
     import numpy as np
 
     from speechpipe.records import SAMPLE_RATE, AudioData, Utterance
@@ -44,13 +44,14 @@ def _workload(seconds: float | None):
         from speechpipe.prosody import reference_utterances
 
         ref = json.loads((SIM / "dev-001.ref.json").read_text())
-        audio = load_audio(SIM / "dev-001.mono.wav")
-        utts = reference_utterances(ref)
+        name = "dev-001.stereo.flac" if stereo else "dev-001.mono.wav"
+        audio = load_audio(SIM / name)
+        utts = reference_utterances(ref, stereo=stereo)
         if seconds:
             n = int(seconds * SAMPLE_RATE)
             audio = AudioData(audio.path, audio.samples[:, :n], audio.orig_sample_rate)
             utts = [u for u in utts if u.end <= seconds]
-        return audio, utts, "dev-001.mono.wav"
+        return audio, utts, name
     import soxr
 
     from speechpipe.pitch import synth_telephone_voice
@@ -62,25 +63,35 @@ def _workload(seconds: float | None):
     return AudioData("synthetic", y, 8000), utts, "synthetic telephone voice"
 
 
-def speed(seconds: float | None, reps: int) -> dict:
-    import soxr
-
-    from speechpipe.pitch import WIDE_CEILING, WIDE_FLOOR, PyinTracker
+def _stage_cpu(audio, utts, reps: int) -> tuple[float, float, dict]:
     from speechpipe.prosody import ProsodyAnalyzer
 
-    audio, utts, name = _workload(seconds)
     an = ProsodyAnalyzer()
-    an.analyse(audio, utts)  # warm-up: imports, numba/FFT plans
+    an.analyse(audio, utts)  # warm-up: imports, FFT plans
     runs = []
     for _ in range(reps):
         _, cpu, wall = _cpu(an.analyse, audio, utts)
         runs.append((cpu, wall, dict(an.last_timings)))
-    cpu, wall, parts = min(runs, key=lambda r: r[0])
+    return min(runs, key=lambda r: r[0])
+
+
+def speed(seconds: float | None, reps: int) -> dict:
+    import soxr
+
+    from speechpipe.pitch import WIDE_CEILING, WIDE_FLOOR, PyinTracker
+
+    audio, utts, name = _workload(seconds)
+    cpu, wall, parts = _stage_cpu(audio, utts, reps)
     x8 = soxr.resample(audio.mono, audio.sample_rate, 8000).astype("float32")
     pyin = PyinTracker()
     pyin.track(x8[:8000], 8000, WIDE_FLOOR, WIDE_CEILING)  # warm-up (numba)
     _, pyin_cpu, pyin_wall = _cpu(pyin.track, x8, 8000, WIDE_FLOOR, WIDE_CEILING)
     dur = audio.duration
+    stereo = {}
+    if (SIM / "dev-001.stereo.flac").exists():
+        sa, su, _ = _workload(seconds, stereo=True)
+        s_cpu, _, _ = _stage_cpu(sa, su, reps)
+        stereo = {"x_realtime_stereo": round(sa.duration / s_cpu, 1)}  # call seconds per CPU second, both channels
     return {
         "workload": f"{name}, {dur:.0f} s, {len(utts)} turns",
         "audio_s": round(dur, 1),
@@ -90,6 +101,7 @@ def speed(seconds: float | None, reps: int) -> dict:
         "speedup_vs_pyin": round(pyin_cpu / cpu, 1),
         "stage_cpu_s": {k: round(v, 3) for k, v in parts.items()},
         "pyin_wall_s": round(pyin_wall, 2),
+        **stereo,
     }
 
 
@@ -157,6 +169,8 @@ def _print(res: dict) -> None:
     print(f"{'':28}{'x real time / core':>20}{'ratio':>10}")
     print(f"{'prosody stage (Praat AC)':28}{res['x_realtime']:>20.1f}{res['speedup_vs_pyin']:>9.1f}×")
     print(f"{'librosa.pyin alone':28}{res['pyin_x_realtime']:>20.1f}{1.0:>9.1f}×")
+    if "x_realtime_stereo" in res:
+        print(f"{'prosody stage, stereo call':28}{res['x_realtime_stereo']:>20.1f}")
     print("stage CPU seconds:", ", ".join(f"{k} {v}" for k, v in res["stage_cpu_s"].items()))
     for kind, a in res.get("accuracy", {}).items():
         print(

@@ -257,3 +257,22 @@ def test_call_json_round_trip(mono_eval):
     bc = [u for u in back.utterances if u.intonation]
     assert bc and all(u.intonation in ("rise", "fall", "level") and u.pitch_change_st is not None for u in bc)
     assert all(e["type"] == "breath" and "heavy" in e for e in d["events"])
+
+
+def test_tracker_is_swappable_pyin_agrees_on_backchannels(shared):
+    """The same stage on librosa.pyin labels the backchannels alike (only their turns are given: pyin is slow)."""
+    from speechpipe.audio import load_audio
+
+    ref = json.loads((_sim(shared) / "dev-008.ref.json").read_text())
+    audio = load_audio(_sim(shared) / "dev-008.mono.wav")
+    pairs = [(r, u) for r, u in zip(ref["utterances"], reference_utterances(ref)) if r.get("intonation")]
+    py = ProsodyAnalyzer(ProsodyConfig(tracker="pyin"))
+    assert "pyin" in py.name
+    py.analyse(audio, [u for _, u in pairs])
+    labels = [(r["intonation"], u.intonation) for r, u in pairs]
+    assert len(labels) >= 8 and {"rise", "fall"} <= {a for a, _ in labels}
+    # pyin finds no voicing in some short male «Ja.» (fundamental cut by the phone band): those stay
+    # unmeasured (None, with a reason); what it does measure mostly agrees with the imposed contour
+    measured = [(a, b) for a, b in labels if b is not None]
+    assert len(measured) >= 5 and sum(a == b for a, b in measured) >= len(measured) - 1
+    assert all("too few voiced" in u.prosody["intonation_reason"] for _, u in pairs if u.intonation is None)
