@@ -4,7 +4,10 @@ A linear model over sparse text features and a small context block
 (:mod:`speechpipe.tagger_features`) scores 17 acts (one-vs-rest) and 4 phases
 (multinomial); a constrained Viterbi (:mod:`speechpipe.tagger_phases`) decodes
 the phases of a whole call jointly, which gives the structure (funnel or
-hourglass) and the reopenings. Parameters are learned by
+hourglass) and the reopenings. The reopen move (solution/closing → mapping) is
+scored per utterance by a small logistic model over reopen cues (a new topic or a
+new voice right after a what-more question or a summary, …), so an hourglass needs
+evidence at the point where it reopens. Parameters are learned by
 :mod:`speechpipe.tagger_train` and shipped in ``models/tagger-v1.{json,npz}``.
 
 Two paths give identical labels (tested):

@@ -4,7 +4,8 @@
 adds an ASR-like copy of every call (lower case, no punctuation, spelling
 variants, dropped and swapped words) so the model cannot lean on punctuation,
 fits one logistic regression per act (on the speakers that may carry it) and a
-multinomial one for the phase emissions, counts phase transitions, runs
+multinomial one for the phase emissions and one for the per-utterance reopen
+probability (:data:`~speechpipe.tagger_features.REOPEN_NAMES`), counts phase transitions, runs
 leave-calls-out cross-validation and writes ``models/tagger-v1.{json,npz}``.
 
 Examples
