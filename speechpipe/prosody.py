@@ -5,12 +5,14 @@ per speaker: on its own channel for stereo calls, on the utterance times for
 mono. The outputs are measurements for a person to look at, never a diagnosis.
 
 * **Pitch** — a swappable :class:`~speechpipe.pitch.PitchTracker` (Praat AC by
-  default) on 8 kHz audio (the telephone band holds nothing above 4 kHz), with a
+  default) on 8 kHz audio (calls are telephone band; nothing above 4 kHz is needed), with a
   two-pass speaker range: a wide pass on up to ``range_probe_s`` seconds of the
   speaker's turns gives floor/ceiling, the second pass tracks every turn.
 * **Backchannel intonation** — on every backchannel *candidate*
   (:func:`is_backchannel_candidate`): the final movement of the last voiced
-  stretch, end level vs the extreme of the preceding ~300 ms, in semitones.
+  stretch (bridging stop closures under 300 ms, so «akkurat», «ja, takk» are
+  one contour), end level vs the extreme of the preceding 500 ms, in
+  semitones; rise/fall from 1.5 st and above the glissando threshold.
 * **Breaths** — no pretrained model: frames that are unvoiced, noise-like,
   well above the noise floor but well below speech, centred in the low-mid
   band, in runs of 150–1000 ms outside every word (see :func:`detect_breaths`).

@@ -16,7 +16,6 @@ import pytest
 from speechpipe.pitch import (
     PraatACTracker,
     gross_error_rate,
-    hz_to_st,
     repair_octaves,
     speaker_range,
     synth_telephone_voice,
