@@ -167,7 +167,12 @@ def write_sample(
         "batch_dir": str(batch_dir), "n": len(rows), "seed": seed, "stratify": stratify, "where": where,
         "call_ids": [r["call_id"] for r in rows],
     })
-    _write_reports(entries, dest)
+    try:
+        _write_reports(entries, dest)
+    except Exception as e:  # the list is what matters; reports are a convenience
+        import logging
+
+        logging.getLogger(__name__).warning("sample reports not written: %s: %s", type(e).__name__, e)
     return dest
 
 
