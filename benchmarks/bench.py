@@ -173,6 +173,8 @@ def render(result: dict, console=None) -> None:
         colour = "green" if status == "ok" else "yellow" if status.startswith("unavailable") else "red"
         s.add_row(stage, f"[{colour}]{status}[/{colour}]", _fmt(result["stage_seconds"].get(stage)))
     con.print(s)
+    for stage, why in (result.get("pipeline_skipped_stages") or {}).items():
+        con.print(f"[yellow]pipeline measured without {stage}[/yellow]: {why}")
     if result.get("pipeline_stage_seconds"):
         p = Table("pipeline stage", "seconds", "share", title="Where the time goes (pipeline run)")
         for k, v in result["pipeline_stage_seconds"].items():
