@@ -160,6 +160,10 @@ def test_resume_skips_done_and_redoes_changed(reference, calls, tmp_path):
     assert len({r[4] for r in manifest_rows(out)}) == 1
     assert [r[2] for r in manifest_rows(out)].count("failed") == len(BAD)
     assert len((out / "errors.jsonl").read_text().splitlines()) == len(BAD)  # rebuilt, not appended twice
+    # A list of only the good inputs: all already done → exit 0 (2 is for failures).
+    listing = tmp_path / "good.txt"
+    listing.write_text("".join(f"{r[0]}\n" for r in manifest_rows(out) if r[2] == "done"))
+    cli("batch", listing, "--out", out, "--resume", *FAST, check_rc=0)
 
 
 def test_kill9_then_resume_equals_uninterrupted(reference, calls, tmp_path):
