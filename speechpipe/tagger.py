@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from .records import ACTS
-from .tagger_features import REOPEN_NAMES, SPK, Batch, FeatureSpace, encode_calls
+from .tagger_features import (REOPEN_NAMES, REOPEN_STACK, SPK, Batch, FeatureSpace, encode_calls, reopen_stack_cols,
+                               stack_block, stack_index, stack_names, stack_ref)
 from .tagger_phases import PHASES, reopen_free, viterbi_batch, viterbi_batch_torch, viterbi_reference
 from .tagger_text import normalise_tokens
 
@@ -84,11 +85,22 @@ class Tagger:
     def __init__(self, meta: dict, arrays: dict, backend: str = "numpy", device: str | None = None):
         self.meta = meta
         self.name = meta.get("name", MODEL_STEM)
-        self.fs = FeatureSpace(meta["vocab"], meta["families"])
+        self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False))
         self.W_text = np.asarray(arrays["W_text"], dtype=np.float64)
         self.W_ctx = np.asarray(arrays["W_ctx"], dtype=np.float64)
         self.bias = np.asarray(arrays["bias"], dtype=np.float64)
-        if self.W_text.shape != (self.fs.n_text, NA + 4) or self.W_ctx.shape != (self.fs.n_ctx, NA + 4):
+        # Stacked model: a first pass (W1_*, acts only) gives act probabilities whose values at
+        # this and neighbouring utterances extend the context block of the second pass.
+        self.stacked = "W1_text" in arrays
+        n_stack = len(stack_names(ACTS)) if self.stacked else 0
+        if self.stacked:
+            self.W1_text = np.asarray(arrays["W1_text"], dtype=np.float64)
+            self.W1_ctx = np.asarray(arrays["W1_ctx"], dtype=np.float64)
+            self.b1 = np.asarray(arrays["b1"], dtype=np.float64)
+            if self.W1_text.shape != (self.fs.n_text, NA) or self.W1_ctx.shape != (self.fs.n_ctx, NA):
+                raise TaggerError(f"model {self.name}: first-pass weight shapes do not match its feature space")
+            self._reo_cols = reopen_stack_cols(ACTS)
+        if self.W_text.shape != (self.fs.n_text, NA + 4) or self.W_ctx.shape != (self.fs.n_ctx + n_stack, NA + 4):
             raise TaggerError(f"model {self.name}: weight shapes do not match its feature space")
         thr = meta.get("thresholds", {})
         p = np.array([thr.get(a, 0.5) for a in ACTS])
@@ -101,7 +113,7 @@ class Tagger:
         wr = arrays.get("W_reopen")
         self.W_reopen = None if wr is None else np.asarray(wr, dtype=np.float64)
         if self.W_reopen is not None:
-            if self.W_reopen.shape != (len(REOPEN_NAMES) + 1,):
+            if self.W_reopen.shape != (len(REOPEN_NAMES) + (len(REOPEN_STACK) if self.stacked else 0) + 1,):
                 raise TaggerError(f"model {self.name}: reopen weights do not match its feature space")
             self.logA = reopen_free(self.logA)
         self.logpi = np.asarray(meta["logpi"], dtype=np.float64)
@@ -111,7 +123,8 @@ class Tagger:
         self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv:nv + nf, :NA]
         self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:]]
         self._ev_names_arr = np.array(self.ev_names, dtype=object)
-        self._ctx_names_arr = np.array([f"context:{n}" for n in self.fs.ctx_names], dtype=object)
+        self.ctx_names = list(self.fs.ctx_names) + (stack_names(ACTS) if self.stacked else [])
+        self._ctx_names_arr = np.array([f"context:{n}" for n in self.ctx_names], dtype=object)
         self.backend = backend
         self.device = device
 
@@ -146,11 +159,12 @@ class Tagger:
         best = self._text_evidence(Xt)
         if self.backend == "torch":
             C = self.fs.context_block(b, aux)
-            acts, phase = self._decide_torch(Xt, C, b, aux)
+            acts, phase, C = self._decide_torch(Xt, C, b, aux)
             acts[aux["n_tokens"][b.text_code] == 0] = False
             names = self._evidence_names(b, acts, C, best)
             return {"acts": acts, "phase": phase, "ev_names": names, "n_tokens": aux["n_tokens"]}
         text_logits = np.asarray(Xt @ self.W_text)
+        text_logits1 = np.asarray(Xt @ self.W1_text) if self.stacked else None
         acts = np.zeros((b.n, NA), dtype=bool)
         phase = np.zeros(b.n, dtype=np.int8)
         names = []
@@ -158,8 +172,11 @@ class Tagger:
             bc = b.calls_slice(c0, c1)
             r0, r1 = b.offsets[c0], b.offsets[c1]
             C = self.fs.context_block(bc, aux)
+            if self.stacked:
+                P1 = self._first_pass(text_logits1[bc.text_code] + C @ self.W1_ctx + self.b1, bc, aux)
+                C = np.hstack([C, stack_block(P1, bc)])
             L = text_logits[bc.text_code] + C @ self.W_ctx + self.bias
-            ph = viterbi_batch(_log_softmax(L[:, NA:]), bc.offsets, self.logA, self.logpi, self._reopen(bc, aux))
+            ph = viterbi_batch(_log_softmax(L[:, NA:]), bc.offsets, self.logA, self.logpi, self._reopen(bc, aux, C))
             La = L[:, :NA] + self.W_pa[ph.astype(np.int64) + 4 * (bc.spk != 0)]
             a = self._decide_acts(La, bc.spk)
             a[aux["n_tokens"][bc.text_code] == 0] = False  # no words (empty, or only a [note]): no act
@@ -174,10 +191,22 @@ class Tagger:
         rises = [u.intonation == "rise" for u in utterances]
         feats = [self.fs.text_features_ref(u.text or "") for u in utterances]
         auxes = [f[1] for f in feats]
+        ctxs = [self.fs.context_ref(speakers, rises, auxes, i) for i in range(len(utterances))]
+        if self.stacked:  # first pass: act probabilities, then this and neighbouring ones as features
+            P1 = []
+            for i in range(len(utterances)):
+                cols, ctx = feats[i][0], ctxs[i]
+                p = []
+                for k in range(NA):
+                    s = sum(self.W1_text[c, k] for c in cols) + sum(v * self.W1_ctx[j, k] for j, v in enumerate(ctx) if v)
+                    ok = self.roles[speakers[i], k] and auxes[i]["n_tokens"] > 0
+                    p.append(1.0 / (1.0 + math.exp(-min(max(s + self.b1[k], -30.0), 30.0))) if ok else 0.0)
+                P1.append(p)
+            ctxs = [ctx + stack_ref(speakers, P1, i) for i, ctx in enumerate(ctxs)]
         ems, all_logits = [], []
         for i, u in enumerate(utterances):
             cols, _ = feats[i]
-            ctx = self.fs.context_ref(speakers, rises, auxes, i)
+            ctx = ctxs[i]
             logits = []
             for k in range(NA + 4):
                 s = sum(self.W_text[c, k] for c in cols)
@@ -193,7 +222,10 @@ class Tagger:
             w, b0 = self.W_reopen[:-1].tolist(), float(self.W_reopen[-1])
             reo = []
             for i in range(len(utterances)):
-                r = sum(v * wj for v, wj in zip(self.fs.reopen_ref(speakers, auxes, i), w)) + b0
+                row = self.fs.reopen_ref(speakers, auxes, i)
+                if self.stacked:
+                    row += [ctxs[i][self.fs.n_ctx + c] for c in self._reo_cols]
+                r = sum(v * wj for v, wj in zip(row, w)) + b0
                 r = min(max(r, -30.0), 30.0)
                 reo.append((-math.log1p(math.exp(-r)), -math.log1p(math.exp(r))))
         path = viterbi_reference(ems, self.logA.tolist(), self.logpi.tolist(), reo)
@@ -215,11 +247,30 @@ class Tagger:
         return summarise_reference(utterances)
 
     # ------------------------------------------------------------------ internals
-    def _reopen(self, b: Batch, aux) -> np.ndarray | None:
+    def act_probs(self, b: Batch) -> np.ndarray:
+        """``(N, 17)`` act probabilities of a first-pass (unstacked) model, as used for stacking."""
+        if self.stacked:
+            raise TaggerError("act_probs is the first pass of an unstacked model")
+        Xt, aux = self.fs.text_block(b.texts)
+        C = self.fs.context_block(b, aux)
+        L = np.asarray(Xt @ self.W_text[:, :NA])[b.text_code] + C @ self.W_ctx[:, :NA] + self.bias[:NA]
+        return self._first_pass(L, b, aux)
+
+    def _first_pass(self, L1: np.ndarray, b: Batch, aux) -> np.ndarray:
+        """First-pass act probabilities; 0 where the speaker may not carry the act or there are no words."""
+        P1 = 1.0 / (1.0 + np.exp(-np.clip(L1, -30.0, 30.0)))
+        P1 *= self.roles[b.spk.astype(np.int64)]
+        P1[aux["n_tokens"][b.text_code] == 0] = 0.0
+        return P1
+
+    def _reopen(self, b: Batch, aux, C: np.ndarray | None = None) -> np.ndarray | None:
         """``(N, 2)``: log P(reopen at this utterance), log P(no reopen)."""
         if self.W_reopen is None:
             return None
-        r = self.fs.reopen_block(b, aux) @ self.W_reopen[:-1] + self.W_reopen[-1]
+        R = self.fs.reopen_block(b, aux)
+        if self.stacked:
+            R = np.hstack([R, C[:, self.fs.n_ctx + np.array(self._reo_cols)]])
+        r = R @ self.W_reopen[:-1] + self.W_reopen[-1]
         r = np.clip(r, -30.0, 30.0)
         return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
 
@@ -247,12 +298,24 @@ class Tagger:
             X = torch.sparse_csr_tensor(torch.as_tensor(Xc.indptr, dtype=torch.int64),
                                         torch.as_tensor(Xc.indices, dtype=torch.int64),
                                         torch.as_tensor(Xc.data), size=Xc.shape, device=dev)
-        Wt = torch.as_tensor(self.W_text, device=dev)
-        text_logits = X @ Wt
         tc = torch.as_tensor(b.text_code, device=dev)
-        L = text_logits[tc] + torch.as_tensor(C, device=dev) @ torch.as_tensor(self.W_ctx, device=dev) + torch.as_tensor(self.bias, device=dev)
+        Ct = torch.as_tensor(C, device=dev)
+        reo_C = None
+        if self.stacked:
+            L1 = (X @ torch.as_tensor(self.W1_text, device=dev))[tc] + Ct @ torch.as_tensor(self.W1_ctx, device=dev) \
+                + torch.as_tensor(self.b1, device=dev)
+            P1 = 1.0 / (1.0 + torch.exp(-L1.clamp(-30.0, 30.0)))
+            P1 = P1 * torch.as_tensor(self.roles, device=dev)[torch.as_tensor(b.spk.astype(np.int64), device=dev)]
+            P1[torch.as_tensor(aux["n_tokens"][b.text_code] == 0, device=dev)] = 0.0
+            ext = torch.cat([P1, torch.zeros((1, NA), dtype=P1.dtype, device=dev)])
+            S = ext[torch.as_tensor(stack_index(b), device=dev)].reshape(b.n, -1)
+            Ct = torch.cat([Ct, S], dim=1)
+            reo_C = np.zeros((b.n, self.fs.n_ctx + S.shape[1]))
+            reo_C[:, self.fs.n_ctx + np.array(self._reo_cols)] = S[:, self._reo_cols].cpu().numpy()
+        text_logits = X @ torch.as_tensor(self.W_text, device=dev)
+        L = text_logits[tc] + Ct @ torch.as_tensor(self.W_ctx, device=dev) + torch.as_tensor(self.bias, device=dev)
         em = torch.log_softmax(L[:, NA:], dim=1)
-        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev, reopen=self._reopen(b, aux))
+        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev, reopen=self._reopen(b, aux, reo_C))
         pa_row = torch.as_tensor(phase.astype(np.int64) + 4 * (b.spk != 0), device=dev)
         La = L[:, :NA] + torch.as_tensor(self.W_pa, device=dev)[pa_row]
         roles = torch.as_tensor(self.roles, device=dev)[torch.as_tensor(b.spk.astype(np.int64), device=dev)]
@@ -264,7 +327,7 @@ class Tagger:
         pred[bc_wins, BC] = True
         pred[:, BC] &= bc_wins
         pred[:, CQ] &= ~pred[:, WM]
-        return pred.cpu().numpy(), phase
+        return pred.cpu().numpy(), phase, Ct.cpu().numpy()
 
     def evidence(self, b: Batch, out: dict):
         """Cue of every predicted act: the text feature that pushed hardest, else the context feature.
@@ -316,7 +379,7 @@ class Tagger:
         if arg is not None:
             return arg
         contrib = [v * self.W_ctx[j, a] for j, v in enumerate(ctx)]
-        return "context:" + self.fs.ctx_names[int(np.argmax(contrib))]
+        return "context:" + self.ctx_names[int(np.argmax(contrib))]
 
     def _write_back(self, calls, b: Batch, out: dict) -> None:
         acts, phase = out["acts"], out["phase"]
@@ -553,7 +616,7 @@ def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: 
         meta = json.loads(js.read_text(encoding="utf-8"))
         with np.load(nz) as z:
             arrays = {k: z[k] for k in ("W_text", "W_ctx", "bias")}
-            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act") if k in z})  # absent in older models
+            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1") if k in z})  # absent in older models
     except (OSError, ValueError, KeyError) as e:
         raise TaggerError(f"cannot load tagger model {stem}.json/.npz: {e}") from e
     return Tagger(meta, arrays, backend=backend, device=device)

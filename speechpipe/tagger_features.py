@@ -41,7 +41,8 @@ REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "d
                 "caller", "other", "first_other", "other_after_non_other", "spk_change", "late",
                 "prev_what_more", "prev2_what_more", "prev_summary", "prev2_summary", "wm_then_not_decline",
                 "summary_then_caller_words")
-TOPIC_WINDOWS = (2, 5, 9)  # a new-topic/handover cue by a non-counsellor this many rows back or fewer
+TOPIC_WINDOWS = (2, 5, 9)
+END_ROWS = (3, 6, 10)  # "within the last N rows of the call": closings are short and come last  # a new-topic/handover cue by a non-counsellor this many rows back or fewer
 TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
               *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
 
@@ -123,7 +124,7 @@ def encode_calls(calls) -> Batch:
 class FeatureSpace:
     """Column layout of both blocks, fixed by the n-gram vocabulary of a trained model."""
 
-    def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None):
+    def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False):
         self.families = dict(families if families is not None else CUE_FAMILIES)
         fam_phrases = sorted({p for ps in self.families.values() for p in ps})
         # Family phrases are always n-gram columns, even when unseen in training.
@@ -145,6 +146,10 @@ class FeatureSpace:
             *(f"late:{f}" for f in LATE_FAMILIES),
             *(f"late_topic_cue_within:{w}" for w in TOPIC_WINDOWS),
         ]
+        # Position from the end and a goodbye/thanks in the two rows around (for the closing).
+        self.end_features = end_features
+        if end_features:
+            self.ctx_names += [*(f"last_rows:{r}" for r in END_ROWS), "bye_near", "bye_near_late"]
         self.n_text = len(self.text_names)
         self.n_ctx = len(self.ctx_names)
 
@@ -216,6 +221,18 @@ class FeatureSpace:
         for j, w in enumerate(TOPIC_WINDOWS):
             lo = np.maximum(rows - w, call_start)
             C[:, k2 + j] = (cs[rows + 1] - cs[lo]) > 0
+        if self.end_features:
+            k3 = k2 + len(TOPIC_WINDOWS)
+            from_end = ncall - 1 - i
+            for j, r in enumerate(END_ROWS):
+                C[:, k3 + j] = from_end < r
+            bye = fam[:, self.fam_col["greeting"]] | fam[:, self.fam_col["thanks"]]
+            near = np.zeros(n, dtype=bool)
+            for d in (-2, -1, 0, 1, 2):
+                ok = (i + d >= 0) & (i + d < ncall)
+                near[ok] |= bye[rows[ok] + d]
+            C[:, k3 + len(END_ROWS)] = near
+            C[:, k3 + len(END_ROWS) + 1] = near & late
         return C
 
     def reopen_block(self, b: Batch, aux) -> np.ndarray:
@@ -329,4 +346,75 @@ class FeatureSpace:
         k2 = k + 8 + len(LATE_FAMILIES)
         for j, w in enumerate(TOPIC_WINDOWS):
             row[k2 + j] = float(any(cue(r) for r in range(max(0, i - w), i + 1)))
+        if self.end_features:
+            k3 = k2 + len(TOPIC_WINDOWS)
+            for j, r in enumerate(END_ROWS):
+                row[k3 + j] = float(n - 1 - i < r)
+            near = any(auxes[r]["fam"][fc["greeting"]] or auxes[r]["fam"][fc["thanks"]]
+                       for r in range(max(0, i - 2), min(n, i + 3)))
+            row[k3 + len(END_ROWS)] = float(near)
+            row[k3 + len(END_ROWS) + 1] = float(near and 2 * i >= n)
         return row
+
+
+# ---------------------------------------------------------------------- stacking
+# Second pass: the first-pass act probabilities of this utterance and of its
+# neighbours become features of the second-pass act, phase and reopen models
+# (an emotion just before, a question by the other speaker, a what-more two rows back…).
+STACK_SLOTS = ("0", "-1", "+1", "-2", "+2", "prev_same")
+# Few stacked columns go into the reopen model (it has few positive rows).
+REOPEN_STACK = (("0", "new_topic"), ("0", "request"), ("0", "emotion"), ("-1", "what_more"), ("-2", "what_more"),
+                ("-1", "summary"), ("0", "greeting"))
+
+
+def stack_names(acts) -> list[str]:
+    return [f"stack:{s}:{a}" for s in STACK_SLOTS for a in acts]
+
+
+def stack_index(b: Batch) -> np.ndarray:
+    """``(N, len(STACK_SLOTS))`` row of each slot's utterance, ``N`` where there is none (pads with 0)."""
+    n = b.n
+    i = b.row_in_call()
+    ncall = np.repeat(np.diff(b.offsets), np.diff(b.offsets))
+    rows = np.arange(n)
+    out = np.full((n, len(STACK_SLOTS)), n, dtype=np.int64)
+    out[:, 0] = rows
+    for j, k in enumerate((-1, 1, -2, 2)):
+        ok = (i + k >= 0) & (i + k < ncall)
+        out[ok, j + 1] = rows[ok] + k
+    # previous row of the same speaker: running last index per speaker code, one row back
+    prev = np.full(n, -1, dtype=np.int64)
+    for code in range(len(SPK)):
+        m = b.spk == code
+        if not m.any():
+            continue
+        last = np.maximum.accumulate(np.where(m, rows, -1))
+        prev[m] = np.concatenate(([-1], last[:-1]))[m]
+    ok = prev >= rows - i
+    out[ok, 5] = prev[ok]
+    return out
+
+
+def stack_block(P1: np.ndarray, b: Batch) -> np.ndarray:
+    """Stacked features ``(N, len(STACK_SLOTS) * n_acts)`` from first-pass act probabilities ``P1``."""
+    ext = np.vstack([P1, np.zeros((1, P1.shape[1]))])
+    return ext[stack_index(b)].reshape(b.n, -1)
+
+
+def stack_ref(speakers: list[int], P1: list[list[float]], i: int) -> list[float]:
+    """Stacked row of utterance ``i`` of one call (plain Python)."""
+    n, zero = len(speakers), [0.0] * len(P1[0]) if P1 else []
+    row = []
+    for s in STACK_SLOTS:
+        if s == "prev_same":
+            j = next((r for r in range(i - 1, -1, -1) if speakers[r] == speakers[i]), -1)
+        else:
+            j = i + int(s)
+        row += P1[j] if 0 <= j < n else zero
+    return row
+
+
+def reopen_stack_cols(acts) -> list[int]:
+    """Columns of :data:`REOPEN_STACK` in a stacked block over ``acts``."""
+    acts = list(acts)
+    return [STACK_SLOTS.index(s) * len(acts) + acts.index(a) for s, a in REOPEN_STACK]

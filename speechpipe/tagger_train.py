@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from .records import ACTS, Utterance
 from .tagger import CALLER_ACTS, COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
-from .tagger_features import REOPEN_NAMES, FeatureSpace, encode_calls
+from .tagger_features import REOPEN_NAMES, REOPEN_STACK, FeatureSpace, encode_calls, reopen_stack_cols, stack_block
 from .tagger_phases import PHASES, transition_matrix
 from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens
 
@@ -124,9 +124,20 @@ def _design(fs: FeatureSpace, calls: list[dict]):
 def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
         balanced: bool = True, phase_C: float | None = None, reopen_C: float = 1.0, reopen_bias: float = 0.0,
         fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
-        unscaled: tuple = ("open_q", "wh_any", "closed_q")) -> Tagger:
-    """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``)."""
+        unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
+        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False) -> Tagger:
+    """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
+
+    With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
+    probabilities (``inner_folds``-fold cross-fitting over the training calls, so no
+    call sees a first pass trained on itself) of each utterance and its neighbours are
+    extra features of the second-pass act, phase and reopen models. ``acts_only``
+    fits the act models alone (a first pass).
+    """
     from sklearn.linear_model import LogisticRegression
+
+    kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
+               end_features=end_features)
 
     train = list(calls)
     if augment:
@@ -136,17 +147,24 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         for u in c["utterances"]:
             df.update(set(ngrams(normalise_tokens(u.text))))
     vocab = sorted(g for g, n in df.items() if n >= min_df)
-    fs = FeatureSpace(vocab, CUE_FAMILIES)
+    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features)
     X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
+    level1 = None
+    if stack:
+        level1 = fit(calls, stack=False, acts_only=True, **kw1)
+        S = stack_block(_oof_probs(calls, train, inner_folds, kw1), b)
+        X = sp.hstack([X, sp.csr_matrix(S)], format="csr")
+        R = np.hstack([R, S[:, reopen_stack_cols(ACTS)]])
     # Cue-family columns scaled up: the L2 penalty then lets a family (a general cue
     # from the method) carry more weight than any single n-gram seen in a few calls.
     # Question-form families stay unscaled (they are broad, and scaling them hurt CV).
     nv, nf = len(fs.vocab), len(fs.fam_names)
     scale = np.ones(X.shape[1])
     scale[nv:nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
+    scale[nt + nc:] = stack_scale
     X = (X @ sp.diags(scale)).tocsr()
-    W = np.zeros((nt + nc, NA + 4))
+    W = np.zeros((X.shape[1], NA + 4))
     bias = np.zeros(NA + 4)
     is_coun = spk == "counsellor"
     # Stacked phase → act features: one-hot (phase × counsellor or not). Gold phases in
@@ -169,14 +187,15 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
         bias[k] = m.intercept_[0]
     ok = P >= 0
-    m = LogisticRegression(C=phase_C or C, max_iter=3000)
-    m.fit(X[ok], P[ok])
-    coef = np.zeros((4, X.shape[1]))
-    inter = np.zeros(4)
-    coef[m.classes_] = m.coef_
-    inter[m.classes_] = m.intercept_
-    W[:, NA:] = coef.T
-    bias[NA:] = inter
+    if not acts_only:
+        m = LogisticRegression(C=phase_C or C, max_iter=3000)
+        m.fit(X[ok], P[ok])
+        coef = np.zeros((4, X.shape[1]))
+        inter = np.zeros(4)
+        coef[m.classes_] = m.coef_
+        inter[m.classes_] = m.intercept_
+        W[:, NA:] = coef.T
+        bias[NA:] = inter
     W *= scale[:, None]  # back to raw 0/1 features for inference
     # Reopen model: on utterances whose previous gold phase is solution/closing,
     # does mapping start here? Few dense cue features, plain (unweighted) logistic
@@ -185,7 +204,7 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
     at_risk = (b.row_in_call() > 0) & (prevP >= 2) & (P >= 0)
     y_reo = P[at_risk] == 1
     W_reopen = np.zeros(R.shape[1] + 1)
-    if 0 < y_reo.sum() < len(y_reo):
+    if 0 < y_reo.sum() < len(y_reo) and not acts_only:
         m = LogisticRegression(C=reopen_C, max_iter=2000)
         m.fit(R[at_risk], y_reo)
         W_reopen[:-1], W_reopen[-1] = m.coef_[0], m.intercept_[0] + reopen_bias
@@ -211,11 +230,35 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
                      "seed": seed, "balanced": balanced,
                      "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
                      "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
-                     "unscaled_families": list(unscaled)},
-        "reopen_features": list(REOPEN_NAMES),
+                     "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
+                     "stack_scale": stack_scale},
+        "end_features": end_features,
+        "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }
-    return Tagger(meta, {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen,
-                         "W_phase_act": W_pa})
+    arrays = {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen, "W_phase_act": W_pa}
+    if level1 is not None:
+        arrays.update(W1_text=level1.W_text[:, :NA], W1_ctx=level1.W_ctx[:, :NA], b1=level1.bias[:NA])
+    return Tagger(meta, arrays)
+
+
+def _oof_probs(calls: list[dict], train: list[dict], folds: int, kw1: dict) -> np.ndarray:
+    """First-pass act probabilities of every row of ``train`` (``calls`` then their ASR-like
+    copies, as built by :func:`fit`), each from a first pass fitted without that call."""
+    n = len(calls)
+    offs = np.concatenate(([0], np.cumsum([len(c["utterances"]) for c in train])))
+    P1 = np.zeros((int(offs[-1]), NA))
+    k = max(2, min(folds, n))
+    for g in range(k):
+        held = list(range(g, n, k))
+        sub = fit([c for i, c in enumerate(calls) if i not in held], stack=False, acts_only=True, **kw1)
+        idx = held + [n + i for i in held if n + i < len(train)]
+        p = sub.act_probs(encode_calls([train[i]["utterances"] for i in idx]))
+        r = 0
+        for i in idx:
+            m = offs[i + 1] - offs[i]
+            P1[offs[i]:offs[i + 1]] = p[r:r + m]
+            r += m
+    return P1
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -300,7 +343,9 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     buf = io.BytesIO()
     np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32),
                         **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
-                        W_phase_act=tagger.W_pa.astype(np.float32))
+                        W_phase_act=tagger.W_pa.astype(np.float32),
+                        **({"W1_text": tagger.W1_text.astype(np.float32), "W1_ctx": tagger.W1_ctx.astype(np.float32),
+                            "b1": tagger.b1.astype(np.float32)} if tagger.stacked else {}))
     npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
     js = write_json(stem.with_suffix(".json"), meta)
     return js, npz
