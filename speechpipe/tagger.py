@@ -7,7 +7,10 @@ the phases of a whole call jointly, which gives the structure (funnel or
 hourglass) and the reopenings. The reopen move (solution/closing → mapping) is
 scored per utterance by a small logistic model over reopen cues (a new topic or a
 new voice right after a what-more question or a summary, …), so an hourglass needs
-evidence at the point where it reopens. Parameters are learned by
+evidence at the point where it reopens. The model is stacked: a first pass scores
+the acts alone, and its probabilities at this and the neighbouring utterances (±1, ±2,
+the same speaker's previous one) are extra context features of the second pass
+(acts, phase emissions, reopen). Parameters are learned by
 :mod:`speechpipe.tagger_train` and shipped in ``models/tagger-v1.{json,npz}``.
 
 Two paths give identical labels (tested):
