@@ -37,17 +37,18 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     from faster_whisper.vad import get_vad_model
 
     x = np.asarray(samples, dtype=np.float32)
-    x = np.pad(x, (0, (-len(x)) % FRAME))
     if len(x) == 0:
         return np.zeros(0, np.float32)
-    # The ONNX model batches internally and keeps its LSTM state across
-    # frames; feeding hour-long chunks keeps memory flat (~4 floats per frame).
-    chunk = FRAME * 60000  # ~32 min of audio per call
-    probs, h = [], None
+    # ~5-minute chunks: the model copies its input with context, so whole-call calls
+    # would cost several copies of a 2-hour call; the state reset every 5 min is harmless.
+    chunk = FRAME * 9375
+    probs = []
     model = get_vad_model()
     for i in range(0, len(x), chunk):
-        probs.append(np.asarray(model(x[i : i + chunk])).reshape(-1))
-    del h
+        piece = x[i : i + chunk]
+        if len(piece) % FRAME:  # only the last piece is padded (no copy of the call)
+            piece = np.pad(piece, (0, (-len(piece)) % FRAME))
+        probs.append(np.asarray(model(piece)).reshape(-1))
     return np.concatenate(probs).astype(np.float32)
 
 
