@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-from .. import cli
 
 
 def _progress(con):
@@ -35,6 +34,8 @@ def _summary_table(s):
 
 
 def register(app, eval_app):
+    from .. import cli  # here, not at import: cli imports this module while it loads
+
     @app.command()
     def batch(
         source: Path = typer.Argument(..., help="Directory of recordings (walked recursively), a path list (.txt) or a CSV manifest (path[,call_id,counsellor_channel,…])."),
@@ -105,6 +106,17 @@ def register(app, eval_app):
                                     engine=engine, workers=workers, address=address, report=report)
             except BatchError as e:
                 con.print(f"[red]error[/red] {e}")
+                raise typer.Exit(2)
+            except Exception as e:  # a bug or a full disk: one line here, the traceback in the log
+                import traceback
+
+                con.print(f"[red]error[/red] batch stopped: {cli.failure_reason(e)} (details in {out / 'speechpipe.log'})", soft_wrap=True)
+                try:
+                    fd = os.open(out / "speechpipe.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                    with os.fdopen(fd, "a", encoding="utf-8") as f:
+                        f.write("--- batch stopped\n" + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+                except OSError:
+                    pass
                 raise typer.Exit(2)
         con.print(_summary_table(summary))
         if summary.failed:
