@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import make_call_wav, peak_rss_mb, sim_calls
+from . import make_call_wav, n_cpus, peak_rss_mb, sim_calls
 
 QUICK_SECONDS = 20.0
 SMOKE_SECONDS = 3.0
@@ -85,9 +85,9 @@ def run(quick: bool = False, paths: list[Path] | None = None, overlap: bool | No
             pipe.process(warm)
             warm_s = time.perf_counter() - t
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         results = [pipe.process(p) for p in paths]
-        seq_s = time.perf_counter() - t
+        seq_s, seq_cpu = time.perf_counter() - t, time.process_time() - c
         stage_s = {k: round(sum(r.models["timings_s"].get(k, 0.0) for r in results), 3) for k in STAGES}
 
         many_s = None
@@ -105,6 +105,10 @@ def run(quick: bool = False, paths: list[Path] | None = None, overlap: bool | No
         "pipeline_sequential_x_realtime": round(audio_s / seq_s, 2),
         "pipeline_overlapped_x_realtime": None if many_s is None else round(audio_s / many_s, 2),
         "pipeline_overlap_speedup": None if many_s is None else round(seq_s / many_s, 2),
+        # CPU seconds (all threads) per audio second: unlike wall time, not inflated by other
+        # jobs; cores / this = the real-time factor an idle machine could reach at best.
+        "pipeline_cpu_s_per_audio_s": round(seq_cpu / audio_s, 3),
+        "pipeline_x_realtime_cpu_bound": round(audio_s * n_cpus() / seq_cpu, 2),
         "pipeline_audio_seconds": round(audio_s, 1),
         "pipeline_calls": len(paths),
         "pipeline_stage_seconds": stage_s,

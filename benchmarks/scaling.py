@@ -8,14 +8,15 @@ Calls of 1, 10, 60 and 120 minutes are synthesised by concatenating the shared
 - ``full``: the whole pipeline, Whisper included;
 - ``stages``: decode, VAD, diarisation, prosody and tagging on the calls'
   reference utterances (ASR skipped), so hour-long calls fit in a benchmark
-  run. Whisper's own cost is per 30 s window, measured by ``full``.
+  run. Whisper's own cost is per 30 s window, measured by ``full``;
+- ``io``: decode and VAD only, the memory floor every stage stands on.
 
 Children run with one thread each (``OMP_NUM_THREADS=1``, ``cpu_threads=1``):
 the machine is shared, and linearity, not peak speed, is the question here.
 
 Writes ``docs/scaling.md`` (table) and ``docs/scaling.png`` (curve).
 
-Run: ``.venv/bin/python -m benchmarks.scaling [--quick] [--lengths 1,10,60,120] [--full-max 10]``
+Run: ``.venv/bin/python -m benchmarks.scaling [--quick] [--lengths 1,10,60,120] [--full-max 10] [--stages-max 120] [--batches 1,2,4,8]``
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def one_length(seconds: float, mode: str) -> dict:
     def measure(path: Path, refs: list[dict]):
         if mode == "full":
             return pipe.process(path)
+        if mode == "io":  # decode + VAD only: what every stage's memory rests on
+            t0 = time.perf_counter()
+            audio = load_audio(path)
+            t1 = time.perf_counter()
+            _speech_probabilities(audio.samples[0])
+            return {"decode": t1 - t0, "vad": time.perf_counter() - t1}
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         audio = load_audio(path)
@@ -89,16 +96,21 @@ def one_length(seconds: float, mode: str) -> dict:
         rss_models = peak_rss_mb()
         path = Path(tmp) / f"call-{seconds:.0f}s.wav"
         refs = make_call_wav(seconds, path)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = measure(path, refs)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    if isinstance(res, dict):
+        stage_s, n_utts = {k: round(v, 3) for k, v in res.items()}, None
+    else:
+        stage_s, n_utts = res.models["timings_s"], len(res.utterances)
     return {
         "mode": mode,
         "audio_s": round(seconds, 1),
         "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # robust to other jobs on the machine, unlike wall time
         "x_realtime": round(seconds / wall, 2),
-        "stage_s": res.models["timings_s"],
-        "utterances": len(res.utterances),
+        "stage_s": stage_s,
+        "utterances": n_utts,
         "peak_rss_mb": peak_rss_mb(),
         "rss_after_model_load_mb": rss_models,
         "skipped_stages": skipped,
@@ -120,13 +132,13 @@ def one_batch(n: int) -> dict:
         pipe._build_finishers()
         pipe.process(paths[0])  # warm-up: stages that load lazily
         rss_models = peak_rss_mb()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = list(pipe.process_many(paths))
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
     failed = [str(r) for _, r in out if isinstance(r, Exception)]
     if failed:
         raise RuntimeError(failed[0])
-    return {"batch": n, "audio_s": n * BATCH_CALL_S, "wall_s": round(wall, 2),
+    return {"batch": n, "audio_s": n * BATCH_CALL_S, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "s_per_call": round(wall / n, 2), "peak_rss_mb": peak_rss_mb(), "rss_after_warm_up_mb": rss_models,
             "skipped_stages": skipped}
 
@@ -153,41 +165,48 @@ def _slope_fit(xs, ys) -> dict:
     return {"per_unit": round(float(a), 4), "intercept": round(float(b), 3), "max_rel_dev": round(float(dev.max()), 3)}
 
 
-def run(quick: bool = False, lengths_min=None, full_max_min: float = 10, batches=None,
-        write_docs: bool = True, progress=print) -> dict:
-    """Measure the scaling curves; write ``docs/scaling.{md,png}``.
+def run(quick: bool = False, lengths_min=None, full_max_min: float = 10, stages_max_min: float = 120,
+        batches=None, write_docs: bool = True, progress=print) -> dict:
+    """Measure the scaling curves; write ``docs/scaling.{md,png}`` after every point.
 
     Parameters
     ----------
     quick : bool
         0.5/1/2-minute calls and batch sizes 1/2 (a couple of minutes).
     lengths_min : sequence of float
-        Call lengths in minutes (default 1, 10, 60, 120).
-    full_max_min : float
-        Longest call (minutes) also run through Whisper (``full`` mode).
+        Call lengths in minutes (default 1, 10, 60, 120). Each gets ``io``
+        (decode + VAD); lengths up to ``stages_max_min`` also ``stages``, up to
+        ``full_max_min`` also ``full`` (Whisper included).
     batches : sequence of int
         Batch sizes for ``process_many`` (default 1, 2, 4, 8).
     """
     lengths_min = lengths_min or ((0.5, 1, 2) if quick else LENGTHS_MIN)
     batches = batches or ((1, 2) if quick else BATCH_SIZES)
-    rows = []
+    result = {"lengths": [], "batches": [], "fits": {}, "machine": machine()}
+
+    def save():
+        rows, brows = result["lengths"], result["batches"]
+        fits = {}
+        for mode in ("io", "stages", "full"):
+            r = [x for x in rows if x["mode"] == mode]
+            mins = [x["audio_s"] / 60 for x in r]
+            fits[f"{mode}_cpu_s_per_audio_min"] = _slope_fit(mins, [x["cpu_s"] for x in r])
+            fits[f"{mode}_rss_mb_per_audio_min"] = _slope_fit(mins, [x["peak_rss_mb"] for x in r])
+        fits["batch_cpu_s_per_call"] = _slope_fit([x["batch"] for x in brows], [x["cpu_s"] for x in brows])
+        result["fits"] = fits
+        if write_docs:
+            write_docs_files(result)
+
     for m in lengths_min:
-        for mode in ("stages", "full") if m <= full_max_min else ("stages",):
+        modes = ["io"] + (["stages"] if m <= stages_max_min else []) + (["full"] if m <= full_max_min else [])
+        for mode in modes:
             progress(f"scaling: {m} min, {mode}")
-            rows.append(_child(["--one", str(m * 60), mode], timeout=max(600, m * 60 * 3)))
-    brows = []
+            result["lengths"].append(_child(["--one", str(m * 60), mode], timeout=max(600, m * 60 * 3)))
+            save()
     for n in batches:
         progress(f"scaling: batch of {n}")
-        brows.append(_child(["--batch", str(n)], timeout=600 + n * 120))
-    fits = {}
-    for mode in ("stages", "full"):
-        r = [x for x in rows if x["mode"] == mode]
-        fits[f"{mode}_wall_s_per_audio_min"] = _slope_fit([x["audio_s"] / 60 for x in r], [x["wall_s"] for x in r])
-        fits[f"{mode}_rss_mb_per_audio_min"] = _slope_fit([x["audio_s"] / 60 for x in r], [x["peak_rss_mb"] for x in r])
-    fits["batch_wall_s_per_call"] = _slope_fit([x["batch"] for x in brows], [x["wall_s"] for x in brows])
-    result = {"lengths": rows, "batches": brows, "fits": fits, "machine": machine()}
-    if write_docs:
-        write_docs_files(result)
+        result["batches"].append(_child(["--batch", str(n)], timeout=600 + n * 120))
+        save()
     return result
 
 
@@ -202,19 +221,20 @@ def write_docs_files(result: dict, out: Path = REPO / "docs") -> None:
 
     rows, brows = result["lengths"], result["batches"]
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-    for mode, style in (("stages", "o-"), ("full", "s-")):
+    labels = {"io": "decode + VAD", "stages": "all stages but ASR (gold text)", "full": "whole pipeline"}
+    for mode, style in (("io", "^-"), ("stages", "o-"), ("full", "s-")):
         r = [x for x in rows if x["mode"] == mode]
         if r:
-            label = "whole pipeline" if mode == "full" else "all stages but ASR (gold text)"
-            ax[0].plot([x["audio_s"] / 60 for x in r], [x["wall_s"] for x in r], style, label=label)
+            label = labels[mode]
+            ax[0].plot([x["audio_s"] / 60 for x in r], [x["cpu_s"] for x in r], style, label=label)
             ax[1].plot([x["audio_s"] / 60 for x in r], [x["peak_rss_mb"] for x in r], style, label=label)
-    ax[0].set(xlabel="call length (min)", ylabel="wall time (s)", title="time vs call length")
+    ax[0].set(xlabel="call length (min)", ylabel="CPU time (s)", title="time vs call length")
     ax[1].set(xlabel="call length (min)", ylabel="peak RSS (MiB)", title="memory vs call length")
-    ax[2].plot([x["batch"] for x in brows], [x["wall_s"] for x in brows], "o-", label="wall time (s)")
+    ax[2].plot([x["batch"] for x in brows], [x["cpu_s"] for x in brows], "o-", label="CPU time (s)")
     ax2 = ax[2].twinx()
     ax2.plot([x["batch"] for x in brows], [x["peak_rss_mb"] for x in brows], "s--", color="tab:red", label="peak RSS (MiB)")
     ax2.set_ylim(bottom=0)
-    ax[2].set(xlabel=f"calls in one process_many run ({BATCH_CALL_S:.0f} s each)", ylabel="wall time (s)",
+    ax[2].set(xlabel=f"calls in one process_many run ({BATCH_CALL_S:.0f} s each)", ylabel="CPU time (s)",
               title="batch size")
     for a in ax[:2]:
         a.legend()
@@ -234,18 +254,20 @@ def write_docs_files(result: dict, out: Path = REPO / "docs") -> None:
         f"Measured by `python -m benchmarks.scaling` on {m['cpu']} ({m['cores']} cores, {m['ram_gb']} GB), "
         f"load average at start {m['load_avg_at_start']} (shared machine); one thread per child process.",
         "",
-        "| call | mode | wall s | × real time | peak RSS MiB | utterances | decode | vad | asr | diarization | prosody | tagger |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "CPU time is the child's own (user + system), robust to the other jobs on the machine; wall time is not.",
+        "",
+        "| call | mode | CPU s | wall s | × real time (wall) | peak RSS MiB | utterances | decode | vad | asr | diarization | prosody | tagger |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in rows:
         s = x["stage_s"]
         lines.append(
-            f"| {x['audio_s'] / 60:g} min | {x['mode']} | {x['wall_s']} | {x['x_realtime']} | {x['peak_rss_mb']} | "
+            f"| {x['audio_s'] / 60:g} min | {x['mode']} | {x['cpu_s']} | {x['wall_s']} | {x['x_realtime']} | {x['peak_rss_mb']} | "
             f"{x['utterances']} | " + " | ".join(str(s.get(k, "—")) for k in ("decode", "vad", "asr", "diarization", "prosody", "tagger")) + " |"
         )
-    lines += ["", f"| calls ({BATCH_CALL_S:.0f} s each) | wall s | s per call | peak RSS MiB |", "|---:|---:|---:|---:|"]
+    lines += ["", f"| calls ({BATCH_CALL_S:.0f} s each) | CPU s | wall s | wall s per call | peak RSS MiB |", "|---:|---:|---:|---:|---:|"]
     for x in brows:
-        lines.append(f"| {x['batch']} | {x['wall_s']} | {x['s_per_call']} | {x['peak_rss_mb']} |")
+        lines.append(f"| {x['batch']} | {x['cpu_s']} | {x['wall_s']} | {x['s_per_call']} | {x['peak_rss_mb']} |")
     skipped = {k: v for x in rows + brows for k, v in x.get("skipped_stages", {}).items()}
     if skipped:
         lines += ["", "Stages skipped because they failed to build during this run: "
@@ -268,6 +290,8 @@ if __name__ == "__main__":
             kw["lengths_min"] = [float(v) for v in argv[argv.index("--lengths") + 1].split(",")]
         if "--full-max" in argv:
             kw["full_max_min"] = float(argv[argv.index("--full-max") + 1])
+        if "--stages-max" in argv:
+            kw["stages_max_min"] = float(argv[argv.index("--stages-max") + 1])
         if "--batches" in argv:
             kw["batches"] = [int(v) for v in argv[argv.index("--batches") + 1].split(",")]
         res = run(quick="--quick" in argv, **kw)
