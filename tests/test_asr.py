@@ -117,3 +117,34 @@ def test_silence_gives_no_utterances(embedded_transcriber):
     rng = np.random.default_rng(0)
     quiet = (rng.normal(0, 1e-4, 16000 * 5)).astype(np.float32)
     assert embedded_transcriber.transcribe(quiet) == []
+
+
+def test_split_utterances_at_sentence_ends_and_pauses():
+    from speechpipe.asr import split_utterances
+    from speechpipe.records import Word
+
+    ws = [Word("Ja.", 0.0, 0.3), Word("Hva", 0.5, 0.7), Word("gjelder", 0.7, 1.0), Word("det", 1.0, 1.2),
+          Word("Mm", 2.5, 2.7)]
+    utts = split_utterances(ws, gap_s=0.8)
+    assert [u.text for u in utts] == ["Ja.", "Hva gjelder det", "Mm"]
+    assert [(u.start, u.end) for u in utts] == [(0.0, 0.3), (0.5, 1.2), (2.5, 2.7)]
+    assert sum(len(u.words) for u in utts) == len(ws)
+
+
+def _max_trigram_repeats(text: str) -> int:
+    from collections import Counter
+
+    toks = normalise_text(text).split()
+    grams = Counter(zip(toks, toks[1:], toks[2:]))
+    return max(grams.values(), default=0)
+
+
+@pytest.mark.slow
+def test_no_repetition_loops_on_robotic_demo_call(embedded_transcriber):
+    """Whisper base loops on synthetic voices; default decoding must not emit runaway repeats."""
+    from speechpipe.audio import load_audio
+
+    demo = load_audio(Path(__file__).resolve().parents[1] / "demo" / "demo-call.flac")
+    for ch in range(demo.channels):
+        for u in embedded_transcriber.transcribe(demo.samples[ch]):
+            assert _max_trigram_repeats(u.text) <= 2, u.text
