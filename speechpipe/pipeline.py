@@ -6,7 +6,6 @@ Each stage sits behind a small interface and is built once per
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +165,7 @@ class Pipeline:
     def _recognise(self, path, call_id=None, progress=None) -> "_Job":
         """Decode once, VAD once per channel, ASR: the part that needs the Whisper model."""
         from .audio import load_audio
+        from .vad import speech_probabilities
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -175,7 +175,7 @@ class Pipeline:
         asr = self.asr
         t = time.perf_counter()
         # Silero runs once per channel; ASR and the diariser both read these.
-        probs = [_speech_probabilities(audio.samples[ch]) for ch in range(audio.channels)]
+        probs = [speech_probabilities(audio.samples[ch]) for ch in range(audio.channels)]
         speech = [asr.speech_regions(audio.samples[ch], probs[ch]) for ch in range(audio.channels)]
         timings["vad"] = time.perf_counter() - t
 
@@ -201,13 +201,12 @@ class Pipeline:
         """Speakers/roles, prosody, tagging and the result record (no Whisper needed)."""
         audio, utterances, timings = job.audio, job.utterances, job.timings
         t = time.perf_counter()
-        kwargs = {"counsellor_channel": counsellor_channel or self.config.counsellor_channel}
-        # Share the VAD pass with the diariser when it can use it.
-        if _accepts(self.diarizer.assign, "speech_probs"):
-            kwargs["speech_probs"] = job.speech_probs
-        if _accepts(self.diarizer.assign, "speech"):
-            kwargs["speech"] = job.speech
-        utterances, roles = self.diarizer.assign(audio, utterances, **kwargs)
+        # The diariser reuses the Silero pass (it thresholds lower than the ASR does).
+        utterances, roles = self.diarizer.assign(
+            audio, utterances,
+            counsellor_channel=counsellor_channel or self.config.counsellor_channel,
+            speech_probs=job.speech_probs,
+        )
         timings["diarization"] = time.perf_counter() - t
 
         events = []
@@ -266,12 +265,6 @@ class _Job:
     t0: float
 
 
-def _speech_probabilities(samples):
-    try:
-        from .vad import speech_probabilities
-    except ImportError:
-        from .asr import silero_probabilities as speech_probabilities
-    return speech_probabilities(samples)
 
 
 def _outcome(future) -> CallResult | Exception:
@@ -279,10 +272,3 @@ def _outcome(future) -> CallResult | Exception:
         return future.result()
     except Exception as e:
         return e
-
-
-def _accepts(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
