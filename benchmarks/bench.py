@@ -87,6 +87,8 @@ def run_child(stage: str, quick: bool, smoke: bool, timeout: float) -> tuple[str
     except subprocess.TimeoutExpired:
         return f"timeout after {timeout:.0f} s", {}
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
+    if proc.returncode < 0:
+        return f"killed (signal {-proc.returncode})", {}
     if proc.returncode != 0 or not lines:
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return f"failed: {err[:200]}", {}
@@ -127,7 +129,12 @@ def run_all(quick: bool = False, smoke: bool = False, stages=STAGES, progress=No
         result["stages"][stage] = status
         peak = max(peak, float(metrics.pop("peak_rss_mb", 0) or 0))
         for k, v in metrics.items():
-            result[k] = v
+            # Stage-named keys go top level; anything else stays under its stage, so two
+            # modules' "utterances" or "audio_s" never overwrite each other.
+            if k in REQUIRED or k.startswith(f"{stage}_"):
+                result[k] = v
+            else:
+                result.setdefault("details", {}).setdefault(stage, {})[k] = v
     result["peak_rss_mb"] = round(peak, 1)
     result["wall_seconds"] = round(time.perf_counter() - t_all, 1)
     return result
@@ -195,7 +202,7 @@ def to_markdown(result: dict) -> str:
         "| metric | value | target |",
         "|---|---:|---:|",
     ]
-    skip = {"mode", "machine", "stages", "stage_seconds", "wall_seconds"}
+    skip = {"mode", "machine", "stages", "stage_seconds", "wall_seconds", "details"}
     for k, v in result.items():
         if k in skip or isinstance(v, (dict, list)):
             continue
