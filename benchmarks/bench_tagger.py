@@ -85,6 +85,7 @@ def run(quick: bool = False, backend: str = "numpy", device: str | None = None) 
         "unique_texts": len(b.texts),
         "reference_utt_per_s": round(ref_ups),
         "vectorised_utt_per_s": round(n / vec_s),
+        "utterances_per_s": round(n / vec_s),  # → tagger_utterances_per_s in `speechpipe bench`
         "core_utt_per_s": round(n / core_s),
         "speedup_vs_reference": round((n / vec_s) / ref_ups, 1),
         "wall_reference_utt_per_s": round(n_ref / ref_w),
