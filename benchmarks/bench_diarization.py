@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks import machine, peak_rss_mb, shared_dir, sim_calls
+from speechpipe.evaluation import role_time_accuracy
 
 
 def _der(ref, hyp, collar):
@@ -38,23 +39,6 @@ def _rttm(path: Path):
     from pyannote.database.util import load_rttm
 
     return next(iter(load_rttm(str(path)).values()))
-
-
-def _role_accuracy(ref, utts, only: str | None = None) -> float:
-    """Share of reference speech time (of role ``only``, or all) whose utterance has the right role."""
-    from pyannote.core import Annotation, Segment
-
-    hyp = Annotation()
-    for u in utts:
-        if u.end > u.start:
-            hyp[Segment(u.start, u.end), len(hyp)] = u.speaker
-    good = total = 0.0
-    for seg, _, role in ref.itertracks(yield_label=True):
-        if only and role != only:
-            continue
-        total += seg.duration
-        good += sum(x.duration for x, _, r in hyp.crop(seg, mode="intersection").itertracks(yield_label=True) if r == role)
-    return good / total if total else 0.0
 
 
 def _status_mb(key: str) -> float | None:
@@ -157,9 +141,9 @@ def run(quick: bool = False) -> dict:
 
             utts = [Utterance("unknown", s.start, s.end, "") for s in hyp.itersegments()]
             res, roles = _assign_mono(hyp, utts, d.name)
-            acc = _role_accuracy(ref, res)
+            acc = role_time_accuracy(ref, res)
             row["role_acc"] = round(acc, 3)
-            row["counsellor_ok"] = _role_accuracy(ref, res, only="counsellor") > 0.5
+            row["counsellor_ok"] = role_time_accuracy(ref, res, only="counsellor") > 0.5
             role_acc.append(acc)
         rows.append(row)
     out["der"] = rows

@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 
 from .records import SAMPLE_RATE, Utterance, Word
+from .vad import FRAME as VAD_FRAME
+from .vad import speech_probabilities
 
 # NAV vocabulary for `--nav-prompt`. Not the default: on the NPSC clips the prompt made
 # Whisper base loop on a 3 s clip (WER 46.8 vs 0.6 without), see tests/test_asr.py.
@@ -163,7 +165,7 @@ class WhisperTranscriber:
         """
         samples = np.asarray(samples, np.float32)
         if probs is None:
-            probs = silero_probabilities(samples)
+            probs = speech_probabilities(samples)
         chunks = silero_regions(probs, len(samples), self._vad_options())
         return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in chunks]
 
@@ -312,17 +314,6 @@ def clips_for_batches(speech: Speech, max_s: float = 30.0) -> list[dict]:
         else:
             clips.append({"start": a, "end": b})
     return clips
-
-
-VAD_FRAME = 512  # samples per Silero frame at 16 kHz
-
-
-def silero_probabilities(samples: np.ndarray) -> np.ndarray:
-    """Silero speech probability per 512-sample frame, padded as faster-whisper pads."""
-    from faster_whisper.vad import get_vad_model
-
-    x = np.pad(samples, (0, VAD_FRAME - samples.shape[0] % VAD_FRAME))
-    return np.asarray(get_vad_model()(x)).reshape(-1)
 
 
 def silero_regions(probs: np.ndarray, n_samples: int, opts) -> list[dict]:

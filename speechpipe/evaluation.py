@@ -25,3 +25,24 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> float:
     import jiwer
 
     return float(jiwer.wer([normalise_text(r) for r in refs], [normalise_text(h) for h in hyps]))
+
+
+def role_time_accuracy(ref, utterances, only: str | None = None) -> float:
+    """Share of reference speech time whose utterance carries the right role.
+
+    ``ref`` is a :class:`pyannote.core.Annotation` labelled with roles (as the
+    sim-call RTTMs are); ``only`` restricts the measure to one role.
+    """
+    from pyannote.core import Annotation, Segment
+
+    hyp = Annotation()
+    for u in utterances:
+        if u.end > u.start:
+            hyp[Segment(u.start, u.end), len(hyp)] = u.speaker
+    good = total = 0.0
+    for seg, _, role in ref.itertracks(yield_label=True):
+        if only and role != only:
+            continue
+        total += seg.duration
+        good += sum(x.duration for x, _, r in hyp.crop(seg, mode="intersection").itertracks(yield_label=True) if r == role)
+    return good / total if total else 0.0

@@ -25,7 +25,7 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        ``(ceil(n / 512),)`` probabilities; frame ``i`` covers
+        ``(n // 512 + 1,)`` probabilities; frame ``i`` covers
         ``[i * 0.032, (i + 1) * 0.032)`` seconds.
 
     Examples
@@ -46,8 +46,10 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     model = get_vad_model()
     for i in range(0, len(x), chunk):
         piece = x[i : i + chunk]
-        if len(piece) % FRAME:  # only the last piece is padded (no copy of the call)
-            piece = np.pad(piece, (0, (-len(piece)) % FRAME))
+        if i + chunk >= len(x):  # only the last piece is padded (no copy of the call),
+            # exactly as faster-whisper pads (a whole frame when already aligned), so ASR
+            # regions from these probabilities equal `get_speech_timestamps`.
+            piece = np.pad(piece, (0, FRAME - len(piece) % FRAME))
         probs.append(np.asarray(model(piece)).reshape(-1))
     return np.concatenate(probs).astype(np.float32)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment
 
+from speechpipe.evaluation import role_time_accuracy
 from speechpipe.records import AudioData, Utterance, Word
 
 ROLE_OF_CHANNEL = {"counsellor": 0, "caller": 1}
@@ -37,22 +38,6 @@ def der(ref, hyp, collar=0.25):
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     return DiarizationErrorRate(collar=collar)(ref, hyp)
-
-
-def role_time_accuracy(ref: Annotation, utts: list[Utterance]) -> float:
-    """Fraction of reference speech time whose utterance carries the right role."""
-    hyp = Annotation()
-    for u in utts:
-        if u.end > u.start:
-            hyp[Segment(u.start, u.end), len(hyp)] = u.speaker
-    good = total = 0.0
-    for seg, _, role in ref.itertracks(yield_label=True):
-        total += seg.duration
-        good += sum(s.duration for s, _, r in hyp.crop(seg, mode="intersection").itertracks(yield_label=True) if r == role)
-    return good / total
-
-
-# ------------------------------------------------------------------ pure parts
 
 
 def test_split_by_speaker_splits_at_changes_and_keeps_a_short_backchannel():
