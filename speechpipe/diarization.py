@@ -274,6 +274,10 @@ class EmbeddedConfig:
     max_speakers: int = 3
     max_cluster_windows: int = 1500  # clustering subsample: bounds memory on long calls
     eigengap_min: float = 0.25  # a 3rd, 4th... speaker needs at least this eigengap
+    # ... or, when two are found, a 3-way split whose two closest voices hold their own stretch
+    # of the call (a relative taking the phone), see distinct_third_voice
+    third_min_s: float = 20.0
+    third_time_auc: float = 0.8
 
 
 def estimate_speakers(emb: np.ndarray, min_k: int = 1, max_k: int = 3, gap_min: float = 0.25) -> tuple[int, np.ndarray]:
@@ -304,6 +308,50 @@ def estimate_speakers(emb: np.ndarray, min_k: int = 1, max_k: int = 3, gap_min: 
         if gaps[j] >= gap_min and gaps[j] > gaps[1]:
             k = max(k, j + 1)
     return min(k, max_k), A
+
+
+def time_separation(t_a: np.ndarray, t_b: np.ndarray) -> float:
+    """How well time alone tells two sets of windows apart: ``max(AUC, 1 - AUC)`` of the
+    window times (0.5: interleaved all through the call; 1.0: one after the other).
+
+    Examples
+    --------
+    >>> time_separation(np.arange(10.), np.arange(20., 30.)), time_separation(np.arange(0., 20, 2), np.arange(1., 21, 2))
+    (1.0, 0.55)
+    """
+    from scipy.stats import rankdata
+
+    if len(t_a) == 0 or len(t_b) == 0:
+        return 0.5
+    r = rankdata(np.r_[t_a, t_b])[: len(t_a)].sum()
+    auc = (r - len(t_a) * (len(t_a) + 1) / 2) / (len(t_a) * len(t_b))
+    return float(max(auc, 1 - auc))
+
+
+def distinct_third_voice(emb: np.ndarray, times: np.ndarray, labels: np.ndarray, window_s: float,
+                         min_s: float = 20.0, min_auc: float = 0.8) -> tuple[bool, dict]:
+    """Is a 3-way clustering a real third speaker rather than one voice split in two?
+
+    The eigengap misses a third voice that sounds like one of the others (a
+    caller's relative who takes the phone). Splitting one speaker's windows
+    in two gives two halves that *interleave* all through the call; a voice
+    that takes over holds its own stretch. So the two closest clusters must
+    each hold ``min_s`` seconds of speech and be separable by time alone
+    (:func:`time_separation` ≥ ``min_auc``).
+
+    ``window_s``: seconds of speech one window stands for (the hop, scaled
+    by any subsampling). Returns ``(accepted, stats)``.
+    """
+    k = int(labels.max()) + 1
+    C = np.stack([emb[labels == j].mean(0) for j in range(k)])
+    C /= np.linalg.norm(C, axis=1, keepdims=True) + 1e-9
+    S = C @ C.T
+    np.fill_diagonal(S, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(S)), S.shape)
+    sizes = [float((labels == i).sum() * window_s), float((labels == j).sum() * window_s)]
+    auc = time_separation(times[labels == i], times[labels == j])
+    stats = {"similarity": round(float(S[i, j]), 3), "speech_s": [round(x, 1) for x in sizes], "time_auc": round(auc, 3)}
+    return bool(min(sizes) >= min_s and auc >= min_auc), stats
 
 
 def viterbi(scores: np.ndarray, penalty: float) -> np.ndarray:
@@ -396,6 +444,12 @@ class EmbeddedDiarizer:
         if k == 1:
             return _regions_to_annotation(regions, "SPEAKER_00", ann)
         lab = SpectralClustering(k, affinity="precomputed", random_state=0).fit_predict(A)
+        if k == 2 and cfg.max_speakers >= 3:
+            lab3 = SpectralClustering(3, affinity="precomputed", random_state=0).fit_predict(A)
+            ok, _ = distinct_third_voice(E[sub], spans[sub].mean(1), lab3, cfg.hop_s * len(E) / len(sub),
+                                         cfg.third_min_s, cfg.third_time_auc)
+            if ok:
+                k, lab = 3, lab3
         C = np.stack([E[sub][lab == j].mean(0) for j in range(k)])
         segs = []
         for it in range(cfg.resegment_iters + 1):
