@@ -36,13 +36,17 @@ from __future__ import annotations
 import gc
 import json
 import math
+from collections import deque
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy.special import expit
 
 from .records import ACTS
-from .tagger_features import (REOPEN_NAMES, REOPEN_STACK, SPK, Batch, FeatureSpace, encode_calls, reopen_stack_cols,
-                               stack_block, stack_index, stack_names, stack_ref)
+from .tagger_features import (REOPEN_NAMES, REOPEN_STACK, SPK, STACK_SLOTS, Batch, FeatureSpace, encode_calls,
+                               reopen_stack_cols, stack_index, stack_names, stack_ref)
 from .tagger_phases import PHASES, reopen_free, viterbi_batch, viterbi_batch_torch, viterbi_reference
 from .tagger_text import normalise_tokens
 
@@ -55,8 +59,8 @@ NA = len(ACTS)
 BC = ACTS.index("backchannel")
 WM = ACTS.index("what_more")
 CQ = ACTS.index("closed_question")
-SILENCE_S = 2.0
-CHUNK_ROWS = 65536  # rows per chunk of the dense per-utterance work (whole calls)  # a gap this long between turns counts as a silence
+SILENCE_S = 2.0  # a gap this long between turns counts as a silence
+CHUNK_ROWS = 8192  # rows per chunk of the dense per-utterance work (whole calls): its temporaries stay in cache
 
 
 class TaggerError(Exception):
@@ -128,6 +132,17 @@ class Tagger:
         self._ev_names_arr = np.array(self.ev_names, dtype=object)
         self.ctx_names = list(self.fs.ctx_names) + (stack_names(ACTS) if self.stacked else [])
         self._ctx_names_arr = np.array([f"context:{n}" for n in self.ctx_names], dtype=object)
+        # one table of evidence names: text columns (n-grams, flags), then context columns
+        self._all_names = np.concatenate([self._ev_names_arr, self._ctx_names_arr])
+        # Combined weights of the vectorised path: [first pass | second pass] columns.
+        if self.stacked:
+            self._W_text_all = np.hstack([self.W1_text, self.W_text])
+            self._W_ctx_all = np.hstack([self.W1_ctx, self.W_ctx[:self.fs.n_ctx]])
+            self._b_all = np.concatenate([self.b1, self.bias])
+            self._W_stack = self.W_ctx[self.fs.n_ctx:].reshape(len(STACK_SLOTS), NA, NA + 4).copy()  # per slot (17, 21)
+        else:
+            self._W_text_all, self._W_ctx_all, self._b_all = self.W_text, self.W_ctx, self.bias
+        self._use_pa = bool(np.any(self.W_pa))  # adding an all-zero table changes nothing
         self.backend = backend
         self.device = device
 
@@ -164,29 +179,52 @@ class Tagger:
             C = self.fs.context_block(b, aux)
             acts, phase, C = self._decide_torch(Xt, C, b, aux)
             acts[aux["n_tokens"][b.text_code] == 0] = False
-            names = self._evidence_names(b, acts, C, best)
-            return {"acts": acts, "phase": phase, "ev_names": names, "n_tokens": aux["n_tokens"]}
-        text_logits = np.asarray(Xt @ self.W_text)
-        text_logits1 = np.asarray(Xt @ self.W1_text) if self.stacked else None
+            ev = self._evidence_names(b, acts, lambda rr: C[rr], best)
+            return {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
+        # Text logits of both passes in one product, once per unique text.
+        TL = np.asarray(Xt @ self._W_text_all)
         acts = np.zeros((b.n, NA), dtype=bool)
-        phase = np.zeros(b.n, dtype=np.int8)
-        names = []
+        em = np.empty((b.n, 4))
+        reo = np.empty((b.n, 2)) if self.W_reopen is not None else None
+        pending, names = [], []
         for c0, c1 in _call_chunks(b.offsets, chunk_rows):
             bc = b.calls_slice(c0, c1)
             r0, r1 = b.offsets[c0], b.offsets[c1]
             C = self.fs.context_block(bc, aux)
+            G = TL[bc.text_code]
+            G += C @ self._W_ctx_all
+            G += self._b_all
+            S = None
             if self.stacked:
-                P1 = self._first_pass(text_logits1[bc.text_code] + C @ self.W1_ctx + self.b1, bc, aux)
-                C = np.hstack([C, stack_block(P1, bc)])
-            L = text_logits[bc.text_code] + C @ self.W_ctx + self.bias
-            ph = viterbi_batch(_log_softmax(L[:, NA:]), bc.offsets, self.logA, self.logpi, self._reopen(bc, aux, C))
-            La = L[:, :NA] + self.W_pa[ph.astype(np.int64) + 4 * (bc.spk != 0)]
-            a = self._decide_acts(La, bc.spk)
+                S = _stack_fill(self._first_pass(G[:, :NA], bc, aux), bc)
+                L = G[:, NA:]
+                for j in range(len(S)):
+                    L += S[j] @ self._W_stack[j]
+            else:
+                L = G
+            em[r0:r1] = _log_softmax(L[:, NA:])
+            if reo is not None:
+                reo[r0:r1] = self._reopen(bc, aux, None if S is None else np.column_stack([S[c // NA][:, c % NA] for c in self._reo_cols]))
+            ctx_rows = (lambda rr, C=C: C[rr]) if S is None else (lambda rr, C=C, S=S: np.hstack([C[rr], *S[:, rr]]))
+            if self._use_pa:  # acts depend on the decoded phase: decide after the Viterbi
+                pending.append((c0, c1, L[:, :NA].copy(), ctx_rows))
+                continue
+            a = self._decide_acts(L[:, :NA], bc.spk)
             a[aux["n_tokens"][bc.text_code] == 0] = False  # no words (empty, or only a [note]): no act
-            acts[r0:r1], phase[r0:r1] = a, ph
-            names.append(self._evidence_names(bc, a, C, best))
-        names = np.concatenate(names) if names else np.zeros(0, dtype=object)
-        return {"acts": acts, "phase": phase, "ev_names": names, "n_tokens": aux["n_tokens"]}
+            acts[r0:r1] = a
+            names.append(self._evidence_names(bc, a, ctx_rows, best))
+        # One Viterbi over all calls (packed by length: memory O(N), no padding).
+        phase = viterbi_batch(em, b.offsets, self.logA, self.logpi, reo)
+        for c0, c1, La, ctx_rows in pending:
+            bc = b.calls_slice(c0, c1)
+            r0, r1 = b.offsets[c0], b.offsets[c1]
+            La = La + self.W_pa[phase[r0:r1].astype(np.int64) + 4 * (bc.spk != 0)]
+            a = self._decide_acts(La, bc.spk)
+            a[aux["n_tokens"][bc.text_code] == 0] = False
+            acts[r0:r1] = a
+            names.append(self._evidence_names(bc, a, ctx_rows, best))
+        ev = np.concatenate(names) if names else np.zeros(0, dtype=np.int64)
+        return {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
 
     def tag_call_reference(self, utterances) -> dict:
         """Per-utterance reference implementation (same labels as :meth:`tag_calls`)."""
@@ -261,31 +299,39 @@ class Tagger:
 
     def _first_pass(self, L1: np.ndarray, b: Batch, aux) -> np.ndarray:
         """First-pass act probabilities; 0 where the speaker may not carry the act or there are no words."""
-        P1 = 1.0 / (1.0 + np.exp(-np.clip(L1, -30.0, 30.0)))
+        P1 = expit(np.clip(L1, -30.0, 30.0))  # = 1 / (1 + exp(-x)) bit for bit, in one pass
         P1 *= self.roles[b.spk.astype(np.int64)]
         P1[aux["n_tokens"][b.text_code] == 0] = 0.0
         return P1
 
-    def _reopen(self, b: Batch, aux, C: np.ndarray | None = None) -> np.ndarray | None:
-        """``(N, 2)``: log P(reopen at this utterance), log P(no reopen)."""
+    def _reopen(self, b: Batch, aux, S: np.ndarray | None = None) -> np.ndarray | None:
+        """``(N, 2)``: log P(reopen at this utterance), log P(no reopen).
+
+        ``S`` holds the stacked first-pass values of :data:`REOPEN_STACK` (stacked models).
+        """
         if self.W_reopen is None:
             return None
         R = self.fs.reopen_block(b, aux)
         if self.stacked:
-            R = np.hstack([R, C[:, self.fs.n_ctx + np.array(self._reo_cols)]])
+            R = np.hstack([R, S])
         r = R @ self.W_reopen[:-1] + self.W_reopen[-1]
         r = np.clip(r, -30.0, 30.0)
         return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
 
     def _decide_acts(self, L: np.ndarray, spk: np.ndarray) -> np.ndarray:
-        pred = (L > self.thr_logit) & self.roles[spk.astype(np.int64)]
+        pred = L > self.thr_logit
+        pred &= self.roles[spk.astype(np.int64)]
         # A backchannel holds only minimal responses: it wins alone or goes.
-        others = np.where(pred, L, -np.inf)
-        others[:, BC] = -np.inf
-        bc_wins = pred[:, BC] & (L[:, BC] >= others.max(axis=1))
-        pred[bc_wins] = False
-        pred[bc_wins, BC] = True
-        pred[:, BC] &= bc_wins
+        cand = np.flatnonzero(pred[:, BC])
+        if len(cand):
+            pc = pred[cand]
+            others = np.where(pc, L[cand], -np.inf)
+            others[:, BC] = -np.inf
+            wins = L[cand, BC] >= others.max(axis=1)
+            pc[wins] = False
+            pc[wins, BC] = True
+            pc[:, BC] = wins
+            pred[cand] = pc
         pred[:, CQ] &= ~pred[:, WM]  # a what-more question is not also a closed question
         return pred
 
@@ -313,8 +359,7 @@ class Tagger:
             ext = torch.cat([P1, torch.zeros((1, NA), dtype=P1.dtype, device=dev)])
             S = ext[torch.as_tensor(stack_index(b), device=dev)].reshape(b.n, -1)
             Ct = torch.cat([Ct, S], dim=1)
-            reo_C = np.zeros((b.n, self.fs.n_ctx + S.shape[1]))
-            reo_C[:, self.fs.n_ctx + np.array(self._reo_cols)] = S[:, self._reo_cols].cpu().numpy()
+            reo_C = S[:, self._reo_cols].cpu().numpy()
         text_logits = X @ torch.as_tensor(self.W_text, device=dev)
         L = text_logits[tc] + Ct @ torch.as_tensor(self.W_ctx, device=dev) + torch.as_tensor(self.bias, device=dev)
         em = torch.log_softmax(L[:, NA:], dim=1)
@@ -357,15 +402,16 @@ class Tagger:
                 best[r[pos], a] = Xe.indices[k[pos]]
         return best
 
-    def _evidence_names(self, b: Batch, acts: np.ndarray, C: np.ndarray, best: np.ndarray) -> np.ndarray:
+    def _evidence_names(self, b: Batch, acts: np.ndarray, ctx_rows, best: np.ndarray) -> np.ndarray:
+        """Evidence of every predicted act (row-major) as ids into ``_all_names``;
+        ``ctx_rows(rows)`` gives full context rows."""
         rows, cols = np.nonzero(acts)  # row-major: per row, acts in ACTS order
         ev = best[b.text_code[rows], cols]
-        names = self._ev_names_arr[np.maximum(ev, 0)]
         need = ev < 0
         if need.any():
-            cc = (C[rows[need]] * self.W_ctx[:, cols[need]].T).argmax(axis=1)
-            names[need] = self._ctx_names_arr[cc]
-        return names
+            cc = (ctx_rows(rows[need]) * self.W_ctx[:, cols[need]].T).argmax(axis=1)
+            ev[need] = len(self._ev_names_arr) + cc
+        return ev
 
     def _evidence_ref(self, cols: list[int], ctx: list[float], a: int) -> str:
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
@@ -385,23 +431,31 @@ class Tagger:
         return "context:" + self.ctx_names[int(np.argmax(contrib))]
 
     def _write_back(self, calls, b: Batch, out: dict) -> None:
-        acts, phase = out["acts"], out["phase"]
-        rows, _, names = self.evidence(b, out)
-        # Few distinct act sets exist: build each label tuple once; per utterance only
-        # a list copy, a dict and three attribute stores remain.
+        acts, phase, ev = out["acts"], out["phase"], out["ev_ids"]
+        # Few distinct (act set, evidence, phase) rows exist: build each once, then per
+        # utterance only copy a list and a dict and store three attributes (C-level loops).
         codes = acts.astype(np.int64) @ (1 << np.arange(NA, dtype=np.int64))
-        uc, inv = np.unique(codes, return_inverse=True)
-        labels = [tuple(a for k, a in enumerate(ACTS) if (int(c) >> k) & 1) for c in uc]
-        lab_rows = [labels[k] for k in inv.reshape(-1).tolist()]
-        ph = [PHASES[p] for p in phase.tolist()]
-        # evidence names are row-major, in ACTS order within a row, like the label tuples
-        it = iter(names.tolist())
-        ev = [dict(zip(lab, it)) if lab else {} for lab in lab_rows]
+        n_acts = acts.sum(axis=1)
+        M = len(self._all_names) + 1
+        k = int(n_acts.max()) if len(n_acts) else 0
+        E = np.zeros((len(codes), k), dtype=np.int64)  # evidence ids + 1 per act slot, 0 = none
+        if k:
+            E[np.repeat(np.arange(len(codes)), n_acts), np.arange(len(ev)) - np.repeat(np.cumsum(n_acts) - n_acts, n_acts)] = ev + 1
+        inv = pd.factorize(codes * 4 + phase)[0]
+        for j in range(k):  # refine the row key one evidence slot at a time (exact, never overflows)
+            inv = pd.factorize(inv * M + E[:, j])[0]
+        first = np.unique(inv, return_index=True)[1]
+        labels, evs, phs = [], [], []
+        for r in first.tolist():
+            lab = tuple(a for j, a in enumerate(ACTS) if acts[r, j])
+            labels.append(lab)
+            evs.append({a: self._all_names[e - 1] for a, e in zip(lab, E[r].tolist())})
+            phs.append(PHASES[phase[r]])
+        inv = inv.tolist()
         flat = [u for c in calls for u in c]
-        for u, lab, p, e in zip(flat, lab_rows, ph, ev):
-            u.acts = list(lab)
-            u.phase = p
-            u.evidence = e
+        deque(map(setattr, flat, repeat("acts"), map(list, map(labels.__getitem__, inv))), maxlen=0)
+        deque(map(setattr, flat, repeat("phase"), map(phs.__getitem__, inv)), maxlen=0)
+        deque(map(setattr, flat, repeat("evidence"), map(dict.copy, map(evs.__getitem__, inv))), maxlen=0)
 
 
 def _call_chunks(offsets: np.ndarray, rows: int):
@@ -415,9 +469,60 @@ def _call_chunks(offsets: np.ndarray, rows: int):
         c0 = c1
 
 
+STACK_SHIFTS = tuple(int(s) for s in STACK_SLOTS[1:-1])  # -1, +1, -2, +2 (slot 0 = this row, last = prev_same)
+assert STACK_SLOTS[0] == "0" and STACK_SLOTS[-1] == "prev_same"
+
+
+def _prev_same_speaker(b: Batch, i: np.ndarray) -> np.ndarray:
+    """Row of the same speaker's previous utterance in the call, -1 when there is none."""
+    n = b.n
+    rows = np.arange(n)
+    prev = np.full(n, -1, dtype=np.int64)
+    for code in np.unique(b.spk):
+        m = b.spk == code
+        last = np.maximum.accumulate(np.where(m, rows, -1))
+        prev[1:][m[1:]] = last[:-1][m[1:]]
+    prev[prev < rows - i] = -1  # not in this call
+    return prev
+
+
+def _stack_fill(P1: np.ndarray, b: Batch) -> np.ndarray:
+    """:func:`~speechpipe.tagger_features.stack_block` as ``(slots, N, acts)``: each slot is a
+    contiguous row shift of ``P1`` (block copies, no gather; slot-major so no write touches
+    another slot's cache lines). ``stack_block(P1, b) == np.hstack(list(S))``."""
+    n, na = P1.shape
+    lens = np.diff(b.offsets)
+    S = np.empty((len(STACK_SLOTS), n, na))
+    S[0] = P1
+    starts, ends = b.offsets[:-1][lens > 0], b.offsets[1:][lens > 0]
+    for j, k in enumerate(STACK_SHIFTS):
+        blk = S[j + 1]
+        if k < 0:  # row r reads row r + k (earlier); the first -k rows of each call read nothing
+            blk[-k:] = P1[:k]
+            edge = np.concatenate([starts + d for d in range(-k)])
+        else:
+            blk[:n - k] = P1[k:]
+            edge = np.concatenate([ends - 1 - d for d in range(k)])
+        blk[edge[(edge >= 0) & (edge < n)]] = 0.0  # a row near a call edge is itself within -k/k of it
+    prev = _prev_same_speaker(b, b.row_in_call())
+    blk = S[len(STACK_SHIFTS) + 1]
+    np.take(P1, np.maximum(prev, 0), axis=0, out=blk)
+    blk[np.flatnonzero(prev < 0)] = 0.0
+    return S
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
-    m = x.max(axis=1, keepdims=True)
-    return x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
+    """Row-wise log-softmax of a narrow ``(N, k)`` array, column by column (no short inner loops);
+    the sum runs left to right as in the reference."""
+    cols = [x[:, j] for j in range(x.shape[1])]
+    m = cols[0]
+    for c in cols[1:]:
+        m = np.maximum(m, c)
+    se = np.exp(cols[0] - m)
+    for c in cols[1:]:
+        se += np.exp(c - m)
+    lse = m + np.log(se)
+    return np.column_stack([c - lse for c in cols])
 
 
 # ---------------------------------------------------------------------- summaries

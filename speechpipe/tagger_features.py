@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .tagger_text import CUE_FAMILIES, FAMILY_PAIRS, MINIMAL, NgramIndex, ngrams, normalise_tokens, text_flags_reference, text_ngram_matrix
+from .tagger_text import (CUE_FAMILIES, FAMILY_PAIRS, MINIMAL, NgramIndex, normalise_tokens, text_flags_reference,
+                          text_ngram_matrix, word_features)
 
 SPK = ("counsellor", "caller", "other", "unknown")
 SPK_CODE = {s: i for i, s in enumerate(SPK)}
@@ -115,10 +116,17 @@ def encode_calls(calls) -> Batch:
         np.array(codes, dtype=np.int64),
         spk,
         np.asarray(rise, dtype=bool) if rise is not None else np.zeros(n, dtype=bool),
-        np.array(start, dtype=np.float64) if start is not None else np.full(n, np.nan),  # None → NaN
-        np.array(end, dtype=np.float64) if end is not None else np.full(n, np.nan),
+        _times(start, n),
+        _times(end, n),
         offsets,
     )
+
+
+def _times(values, n: int) -> np.ndarray:
+    """Float array of start or end times, None → NaN (untimed transcripts are all None: no per-item conversion)."""
+    if values is None or values.count(None) == n:
+        return np.full(n, np.nan)
+    return np.array(values, dtype=np.float64)
 
 
 class FeatureSpace:
@@ -295,7 +303,7 @@ class FeatureSpace:
     def text_features_ref(self, text: str):
         """Active text columns (sorted) and the context needs, for one text."""
         toks = normalise_tokens(text)
-        cols = sorted({self.col[g] for g in ngrams(toks) if g in self.col})
+        cols = sorted({self.col[g] for g in word_features(toks) if g in self.col})
         colset = set(cols)
         nv = len(self.vocab)
         fam = [any(self.col[p] in colset for p in self.families[f]) for f in self.fam_names]

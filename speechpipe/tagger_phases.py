@@ -135,11 +135,84 @@ def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: 
                   reopen: np.ndarray | None = None) -> np.ndarray:
     """Decode all calls at once; returns the state of every row of ``em``.
 
-    Padded steps keep each state where it is (identity move, score unchanged),
-    so a short call's final scores pass through the padding untouched.
+    Calls are sorted by length (longest first) and packed step-major, as a
+    PyTorch ``PackedSequence``: the calls still running at step ``t`` are a
+    prefix, so there is no padding or mask and memory stays O(N). Only the
+    allowed moves (:func:`allowed`) are scored, one vector per state; ties go to
+    the lowest previous state, as in :func:`viterbi_reference` (a finite best path
+    never goes through a forbidden move).
     """
     if len(em) == 0:
         return np.zeros(0, dtype=np.int8)
+    A = allowed()
+    if not all(logA[i, j] > NEG / 2 for i in range(4) for j in range(4) if A[i, j]):
+        return _viterbi_batch_dense(em, offsets, logA, logpi, reopen)
+    lens = np.diff(offsets)
+    B, T = len(lens), int(lens.max())
+    order = np.argsort(-lens, kind="stable")  # longest first
+    rank = np.empty(B, dtype=np.int64)
+    rank[order] = np.arange(B)
+    n_active = np.searchsorted(-lens[order], -np.arange(T), side="left")  # calls with len > t
+    toff = np.concatenate(([0], np.cumsum(n_active)))
+    pos = np.arange(len(em)) - np.repeat(offsets[:-1], lens)
+    pk = toff[pos] + rank[np.repeat(np.arange(B), lens)]  # packed slot of each row
+    E = np.empty((4, len(em)))
+    E[:, pk] = em.T
+    if reopen is not None:
+        LP = np.empty(len(em))
+        LQ = np.empty(len(em))
+        LP[pk] = reopen[:, 0]
+        LQ[pk] = reopen[:, 1]
+    a = [[float(logA[i, j]) for j in range(4)] for i in range(4)]
+    m0 = int(n_active[0])
+    d = [E[j, :m0] + logpi[j] for j in range(4)]  # copies
+    back1 = np.zeros(len(em), dtype=np.int8)  # previous state of mapping (0–3)
+    back2 = np.zeros(len(em), dtype=bool)  # solution from solution (else from mapping)
+    back3 = np.zeros(len(em), dtype=bool)  # closing from closing (else from solution)
+    for t in range(1, T):
+        m = int(n_active[t])
+        sl = slice(int(toff[t]), int(toff[t]) + m)
+        d0, d1, d2, d3 = (x[:m] for x in d)
+        if reopen is not None:
+            lp, lq = LP[sl], LQ[sl]
+            c2, c3 = d2 + a[2][1] + lp, d3 + a[3][1] + lp
+            s22, s23, s33 = d2 + a[2][2] + lq, d2 + a[2][3] + lq, d3 + a[3][3] + lq
+        else:
+            c2, c3 = d2 + a[2][1], d3 + a[3][1]
+            s22, s23, s33 = d2 + a[2][2], d2 + a[2][3], d3 + a[3][3]
+        # to mapping: from opening, mapping, solution, closing (first maximum wins)
+        best = d0 + a[0][1]
+        arg = np.zeros(m, dtype=np.int8)
+        for k, c in ((1, d1 + a[1][1]), (2, c2), (3, c3)):
+            w = c > best
+            best = np.where(w, c, best)
+            arg[w] = k
+        back1[sl] = arg
+        s12 = d1 + a[1][2]
+        w2 = s22 > s12
+        back2[sl] = w2
+        w3 = s33 > s23
+        back3[sl] = w3
+        d0 += a[0][0]
+        d0 += E[0, sl]
+        np.add(best, E[1, sl], out=d1)
+        np.add(np.where(w2, s22, s12), E[2, sl], out=d2)
+        np.add(np.where(w3, s33, s23), E[3, sl], out=d3)
+    s = np.stack(d, axis=1).argmax(axis=1).astype(np.int8)  # ties to the lowest state
+    path = np.empty(len(em), dtype=np.int8)
+    for t in range(T - 1, 0, -1):
+        m = int(n_active[t])
+        sl = slice(int(toff[t]), int(toff[t]) + m)
+        st = s[:m]
+        path[sl] = st
+        s[:m] = np.where(st == 0, 0, np.where(st == 1, back1[sl],
+                         np.where(st == 2, np.where(back2[sl], 2, 1), np.where(back3[sl], 3, 2))))
+    path[:m0] = s[:m0]
+    return path[pk]
+
+
+def _viterbi_batch_dense(em, offsets, logA, logpi, reopen=None) -> np.ndarray:
+    """The full (from, to) recursion, for transition matrices with a forbidden allowed move."""
     E, mask, calls, rows = pad(em, offsets)
     B, T, _ = E.shape
     if reopen is not None:

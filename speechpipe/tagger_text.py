@@ -197,6 +197,25 @@ def ngrams(tokens: list[str]) -> list[str]:
     return out
 
 
+PREFIX_LEN = 5  # word-prefix features: the first 5 letters of longer words («bekymret», «bekymra» → «pfx:bekym»)
+PFX = "pfx:"  # ':' is punctuation, so no text token can look like a prefix feature
+
+
+def prefixes(tokens: list[str]) -> list[str]:
+    """Word-prefix features of the tokens longer than :data:`PREFIX_LEN` (inflection and ASR spelling
+    variants share them); one feature per token, next to the n-grams.
+
+    >>> prefixes(["jeg", "bekymret", "<num>"])
+    ['pfx:bekym']
+    """
+    return [PFX + t[:PREFIX_LEN] for t in tokens if len(t) > PREFIX_LEN and t != NUM]
+
+
+def word_features(tokens: list[str]) -> list[str]:
+    """All text feature names of a token list: :func:`ngrams` then :func:`prefixes`."""
+    return ngrams(tokens) + prefixes(tokens)
+
+
 def text_flags_reference(text: str) -> tuple[bool, bool, bool]:
     """``(question mark, exclamation mark, shouted word)`` for one raw text."""
     t = BRACKETS.sub(" ", text)
@@ -300,6 +319,9 @@ def text_ngram_matrix(texts, index: NgramIndex):
     tid = index.token_id
     sep_tok, eos = -1, 1
     uid = np.array([sep_tok if u == SEP else tid.get(canonical(u), index.oov) for u in uniq], dtype=np.int64)
+    canon = [canonical(u) for u in uniq]
+    pid = np.array([tid.get(PFX + c[:PREFIX_LEN], -1) if len(c) > PREFIX_LEN and c != NUM and u != SEP else -1
+                    for u, c in zip(uniq, canon)], dtype=np.int64)
     mini = np.array([canonical(u) in MINIMAL for u in uniq], dtype=bool)
     ids = uid[inv.reshape(-1)]
     is_sep = ids == sep_tok
@@ -330,6 +352,11 @@ def text_ngram_matrix(texts, index: NgramIndex):
     ok3 = ~is_sep[m]
     rows.append(owner_tok[m][ok3])
     keys.append((((left[a] * V + ids[m]) * V + right[c]) * 4 + 3)[ok3])
+    # word prefixes: one unigram-like key per word that has a prefix feature
+    tok_pid = np.concatenate(([-1], pid[inv.reshape(-1)], [-1]))
+    hasp = tok_pid >= 0
+    rows.append(owner_tok[hasp])
+    keys.append(tok_pid[hasp] * 4 + 1)
     rows = np.concatenate(rows)
     cols = index.lookup(np.concatenate(keys))
     keep = cols >= 0

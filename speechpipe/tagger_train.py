@@ -30,7 +30,7 @@ from .records import ACTS, Utterance
 from .tagger import CALLER_ACTS, COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
 from .tagger_features import REOPEN_NAMES, REOPEN_STACK, FeatureSpace, encode_calls, reopen_stack_cols, stack_block
 from .tagger_phases import PHASES, transition_matrix
-from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens
+from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens, word_features
 
 VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
 
@@ -125,7 +125,7 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         balanced: bool = True, phase_C: float | None = None, reopen_C: float = 1.0, reopen_bias: float = 0.0,
         fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
         unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
-        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False) -> Tagger:
+        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -137,7 +137,7 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
     from sklearn.linear_model import LogisticRegression
 
     kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
-               end_features=end_features)
+               end_features=end_features, prefixes=prefixes)
 
     train = list(calls)
     if augment:
@@ -145,7 +145,7 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
     df = Counter()
     for c in train:
         for u in c["utterances"]:
-            df.update(set(ngrams(normalise_tokens(u.text))))
+            df.update(set(word_features(normalise_tokens(u.text))) if prefixes else set(ngrams(normalise_tokens(u.text))))
     vocab = sorted(g for g, n in df.items() if n >= min_df)
     fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features)
     X, Y, P, spk, R, b = _design(fs, train)
@@ -231,7 +231,7 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
                      "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
                      "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
                      "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
-                     "stack_scale": stack_scale},
+                     "stack_scale": stack_scale, "prefixes": prefixes},
         "end_features": end_features,
         "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }
