@@ -154,13 +154,13 @@ def pitch_errors(seconds: float) -> dict:
 
 
 def run(quick: bool = False, smoke: bool = False) -> dict:
-    """Speed (always), accuracy and pitch errors (quick: 3 calls / 10 s; smoke: speed on 20 s only)."""
-    seconds = 20.0 if smoke else 60.0 if quick else None
-    res = speed(seconds, reps=1 if smoke else 2 if quick else 3)
+    """Speed (always), accuracy and pitch errors (quick: 30 s, 1 call, 5 s; smoke: speed on 20 s only)."""
+    seconds = 20.0 if smoke else 30.0 if quick else None
+    res = speed(seconds, reps=1 if (smoke or quick) else 3)
     if not smoke:
         if SIM.exists():
-            res["accuracy"] = accuracy(["dev-001", "dev-002", "dev-007"] if quick else None)
-        res["pitch_gross_errors"] = pitch_errors(10.0 if quick else 30.0)
+            res["accuracy"] = accuracy(["dev-001"] if quick else None)
+        res["pitch_gross_errors"] = pitch_errors(5.0 if quick else 30.0)
     return res
 
 

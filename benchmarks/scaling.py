@@ -50,7 +50,8 @@ def _pipeline(skipped: dict):
     from speechpipe.asr import ASRConfig
     from speechpipe.pipeline import Pipeline, PipelineConfig
 
-    pipe = Pipeline(PipelineConfig(asr=ASRConfig(device="cpu", cpu_threads=1)))
+    # One replica, one thread: linearity, not peak speed, is measured here.
+    pipe = Pipeline(PipelineConfig(asr=ASRConfig(device="cpu", cpu_threads=1, num_workers=1)))
     for stage in ("prosody", "tag"):
         try:
             _ = pipe.prosody if stage == "prosody" else pipe.tagger
@@ -62,8 +63,9 @@ def _pipeline(skipped: dict):
 
 def one_length(seconds: float, mode: str) -> dict:
     """Child: synthesise one call, process it, report time per stage and peak RSS."""
-    from speechpipe.pipeline import _Job, _speech_probabilities
+    from speechpipe.pipeline import _Job
     from speechpipe.records import Utterance
+    from speechpipe.vad import speech_probabilities as _speech_probabilities
 
     from speechpipe.audio import load_audio
 

@@ -44,10 +44,14 @@ class ASRConfig:
     vad_threshold: float = 0.5
     vad_min_silence_ms: int = 500
     vad_speech_pad_ms: int = 200
-    # 0 → one thread per core this process may use. CTranslate2's own default is 4,
-    # which oversubscribes a 2-core machine and slows every other stage.
+    # 0 → the cores this process may use, shared out between the workers. CTranslate2's
+    # own default is 4 threads, which oversubscribes a 2-core machine.
     cpu_threads: int = 0
-    num_workers: int = 1  # concurrent transcribe() calls from threads (batch runs)
+    # Model replicas decoding in parallel. 0 → on the CPU one per core (at most 4), each
+    # with one thread, and a call's speech clips are shared out between them: Whisper's
+    # small per-step matrices keep one worker per core busier than 2 threads on one
+    # worker (measured on an 8 kHz sim call, see docs/benchmarks.md); on a GPU 1.
+    num_workers: int = 0
     # BatchedInferencePipeline decodes each speech clip on its own, so a hallucination
     # cannot feed the next window. Measured on the bundled demo call (robotic voice):
     # sequential WER 3.0/2.6 (repetition loops) vs batched 0.91/0.84, NPSC WER equal
@@ -127,16 +131,18 @@ class WhisperTranscriber:
             raise ASRError(str(e)) from e
         self.device = resolve_device(cfg.device)
         self.compute_type = cfg.compute_type or ("float16" if self.device == "cuda" else "int8")
+        self.workers, threads = worker_layout(self.device, cfg.num_workers, cfg.cpu_threads)
         self.model = WhisperModel(
             model_dir,
             device=self.device,
             compute_type=self.compute_type,
-            cpu_threads=cfg.cpu_threads or default_cpu_threads(),
-            num_workers=max(1, cfg.num_workers),
+            cpu_threads=threads,
+            num_workers=self.workers,
             local_files_only=True,
         )
         use_batched = cfg.batched if cfg.batched is not None else True
         self.batched = BatchedInferencePipeline(self.model) if use_batched else None
+        self._pool = None  # threads feeding the model replicas, made on first use
         self.model_dir = model_dir
         self.name = f"faster-whisper:{os.path.basename(os.path.normpath(model_dir))}:{self.device}:{self.compute_type}"
 
@@ -193,21 +199,30 @@ class WhisperTranscriber:
         segments, _info = self.model.transcribe(np.concatenate(pieces), vad_filter=False, **self._options())
         return restore_speech_timestamps(segments, chunks, SAMPLE_RATE)
 
-    def _run_batched(self, samples: np.ndarray, speech: Speech | None):
+    def _run_batched(self, samples: np.ndarray, speech: Speech):
+        from faster_whisper import BatchedInferencePipeline
+
         opts = self._options()
         opts.pop("condition_on_previous_text")
-        if speech is None:
-            cfg = self.config  # the pipeline caps regions at 30 s itself
-            opts["vad_filter"] = True
-            opts["vad_parameters"] = dict(
-                threshold=cfg.vad_threshold,
-                min_silence_duration_ms=cfg.vad_min_silence_ms,
-                speech_pad_ms=cfg.vad_speech_pad_ms,
-            )
-        else:
-            opts["clip_timestamps"] = clips_for_batches(speech)
-        segments, _info = self.batched.transcribe(samples, batch_size=self.config.batch_size, **opts)
-        return segments
+        clips = clips_for_batches(speech)
+        if not clips:
+            return []
+        bs = self.config.batch_size
+
+        def decode(group):
+            # One pipeline object per call: it keeps per-run state (last word end).
+            pipe = self.batched if self.workers == 1 else BatchedInferencePipeline(self.model)
+            return list(pipe.transcribe(samples, batch_size=bs, clip_timestamps=group, **opts)[0])
+
+        groups = shard_clips(clips, self.workers, bs)
+        if len(groups) == 1:
+            return decode(groups[0])
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="speechpipe-asr")
+        # CTranslate2 releases the GIL, so each thread keeps one model replica busy.
+        return [seg for part in self._pool.map(decode, groups) for seg in part]
 
     def _transcribe_blocks(self, samples, bounds, progress, speech) -> list[Utterance]:
         out = []
@@ -241,11 +256,11 @@ class WhisperTranscriber:
         bounds = block_bounds(samples)
         if len(bounds) > 2:  # long call: block by block so memory stays flat (see audio.BLOCK_S)
             return self._transcribe_blocks(samples, bounds, progress, speech)
+        if speech is None:
+            speech = self.speech_regions(samples)
         if self.batched is not None:
             segments = self._run_batched(samples, speech)
         else:
-            if speech is None:
-                speech = self.speech_regions(samples)
             segments = self._run_sequential(samples, speech) if speech else []
         out = []
         for seg in segments:  # a generator: decoding happens while we iterate
@@ -287,6 +302,49 @@ def split_utterances(words: list[Word], gap_s: float = 0.8) -> list[Utterance]:
         Utterance(speaker="unknown", start=g[0].start, end=g[-1].end, text=" ".join(w.text for w in g), words=g)
         for g in groups
     ]
+
+
+def worker_layout(device: str, num_workers: int = 0, cpu_threads: int = 0) -> tuple[int, int]:
+    """Model replicas and CTranslate2 threads per replica.
+
+    0 means automatic: on the CPU one single-threaded replica per core (at most
+    4, so a large model's memory stays bounded); on a GPU one replica.
+
+    Examples
+    --------
+    >>> worker_layout("cpu", 2, 0)
+    (2, 1)
+    >>> worker_layout("cuda", 0, 0)[0]
+    1
+    """
+    cores = default_cpu_threads()
+    workers = num_workers or (min(4, cores) if device == "cpu" else 1)
+    threads = cpu_threads or max(1, cores // workers)
+    return workers, threads
+
+
+def shard_clips(clips: list[dict], workers: int, batch_size: int = 16) -> list[list[dict]]:
+    """Split clips into contiguous groups, about equal in audio, for parallel workers.
+
+    At least ``workers`` groups (when there are that many clips), each of at most
+    ``batch_size`` clips; concatenating the groups gives the clips back in order.
+
+    Examples
+    --------
+    >>> cs = [{"start": float(i), "end": i + 1.0} for i in range(5)]
+    >>> [len(g) for g in shard_clips(cs, 2)]
+    [3, 2]
+    """
+    batches = -(-len(clips) // batch_size)
+    n = min(len(clips), workers * -(-batches // workers))  # a multiple of workers: no straggler
+    if n <= 1:
+        return [clips] if clips else []
+    dur = np.cumsum([c["end"] - c["start"] for c in clips])
+    # Cut where the running duration crosses k/n of the total (at least one clip a group).
+    cuts = np.searchsorted(dur, dur[-1] * np.arange(1, n) / n, side="left") + 1
+    cuts = np.clip(np.maximum.accumulate(np.maximum(cuts, np.arange(1, n))), 1, len(clips) - 1)
+    bounds = [0, *sorted(set(cuts.tolist())), len(clips)]
+    return [clips[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def clips_for_batches(speech: Speech, max_s: float = 30.0) -> list[dict]:
