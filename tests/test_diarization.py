@@ -139,28 +139,127 @@ def embedded():
     return EmbeddedDiarizer()
 
 
-def test_embedded_der_on_real_two_speaker_recording(shared, embedded):
+@pytest.fixture(scope="session")
+def diarized(shared, embedded):
+    """``diarized(relative path)`` -> (audio, embedded diarisation), each file diarised once per session."""
     from speechpipe.audio import load_audio
 
-    hyp = embedded.diarize(load_audio(shared / "audio/real/sample.wav"))
+    memo = {}
+
+    def get(name):
+        if name not in memo:
+            audio = load_audio(shared / "audio" / name)
+            memo[name] = (audio, embedded.diarize(audio))
+        return memo[name]
+
+    return get
+
+
+# Measured with the defaults (pyannote DER, collar 0.25), see the lead's report table:
+# dev00 9.0 %, sample 12.5 %, rcdev-01 8.3 %, rcdev-01.tel 23.7 % (its reference keeps
+# pauses inside turns that the telephone band leaves silent: 15.6 % of it is missed speech).
+REAL_BARS = {"real/dev00.wav": 0.11, "real/sample.wav": 0.15, "realconv/rcdev-01.wav": 0.15,
+             "realconv/rcdev-01.tel.wav": 0.27}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_BARS))
+def test_embedded_der_on_real_two_speaker_recordings(shared, diarized, name):
+    f = shared / "audio" / name
+    _, hyp = diarized(name)
     assert len(hyp.labels()) == 2
-    assert der(reference(shared / "audio/real/sample.rttm"), hyp) < 0.20  # measured 0.148
+    assert der(reference(f.with_name(f.name.split(".")[0] + ".rttm")), hyp) < REAL_BARS[name]
 
 
-def test_embedded_sim_call_der_and_roles(shared, embedded):
-    from speechpipe.audio import load_audio
+def test_embedded_false_alarm_is_small_on_real_speech(shared, diarized):
+    """Pauses between turns are not speech (the old ASR-style regions bridged them: 19.6 % FA)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    r = DiarizationErrorRate(collar=0.25)(reference(shared / "audio/realconv/rcdev-01.rttm"),
+                                          diarized("realconv/rcdev-01.wav")[1], detailed=True)
+    assert r["false alarm"] / r["total"] < 0.03  # measured 0.002
+
+
+def test_embedded_sim_call_der_and_roles(shared, embedded, diarized):
+    from speechpipe.diarization import _assign_mono
 
     sim = shared / "audio/sim-calls"
-    audio = load_audio(sim / "dev-016.mono.wav")
+    audio, hyp = diarized("sim-calls/dev-016.mono.wav")
     ref = reference(sim / "dev-016.rttm")
-    hyp = embedded.diarize(audio)
-    assert der(ref, hyp) < 0.08  # measured 0.057 (0.015 with a ±0.25 s collar)
+    assert der(ref, hyp) < 0.03  # measured 0.022 (0.057 before pauses were left out)
     for with_text in (True, False):
         _, utts = ref_utterances(sim / "dev-016.ref.json", channel=False, with_text=with_text)
-        out, roles = embedded.assign(audio, utts)
+        # the public path once (it diarises again), the same role mapping on the cached turns otherwise
+        out, roles = embedded.assign(audio, utts) if with_text else _assign_mono(hyp, utts, embedded.name)
         assert roles["counsellor"] == "SPEAKER_00" and roles["confidence"] > 0.5
         assert all(u.cluster in roles["clusters"] for u in out)
         assert role_time_accuracy(ref, out) > 0.9
+
+
+def test_embedded_finds_the_third_voice_of_dev014_as_other(shared, embedded, diarized):
+    """The caller's daughter takes the phone: her voice resembles her father's (no eigengap),
+    but she holds her own stretch of the call, so she is a third speaker, role ``other``."""
+    sim = shared / "audio/sim-calls"
+    ref = reference(sim / "dev-014.rttm")
+    _, hyp = diarized("sim-calls/dev-014.mono.wav")
+    assert len(hyp.labels()) == 3
+    assert der(ref, hyp) < 0.05  # measured 0.031 (0.177 when she was merged with the caller)
+    turns = [Utterance("unknown", s.start, s.end, "") for s in hyp.itersegments()]
+    from speechpipe.diarization import _assign_mono
+
+    out, roles = _assign_mono(hyp, turns, embedded.name)
+    assert roles["counsellor"] == "SPEAKER_00"
+    assert sorted(roles["clusters"].values()) == ["caller", "counsellor", "other"]
+    assert role_time_accuracy(ref, out, only="other") > 0.9  # measured 0.95
+    assert role_time_accuracy(ref, out) > 0.93  # measured 0.967 (0.694 before)
+
+
+def test_third_voice_test_tells_a_takeover_from_a_split_voice():
+    from speechpipe.diarization import distinct_third_voice, time_separation
+
+    rng = np.random.default_rng(0)
+    t = np.arange(600) * 0.25  # 150 s of windows
+    voices = rng.normal(size=(2, 16))
+    lab = np.where(np.arange(600) % 3 == 0, 2, 0)  # counsellor (2) and caller (0) take turns
+    emb = voices[(lab == 2).astype(int)] + 0.05 * rng.normal(size=(600, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    # takeover: a third cluster (as alike the caller as can be) holds the second half of the call
+    late = (lab == 0) & (t > 75)
+    ok, stats = distinct_third_voice(emb, t, np.where(late, 1, lab), 0.25)
+    assert ok and stats["time_auc"] == 1.0
+    # one voice split in two, interleaved all through the call: rejected
+    alt = (lab == 0) & (np.arange(600) % 2 == 0)
+    ok, stats = distinct_third_voice(emb, t, np.where(alt, 1, lab), 0.25)
+    assert not ok and stats["time_auc"] < 0.6
+    # a takeover that is too short to be trusted: rejected
+    brief = (lab == 0) & (t > 140)
+    assert not distinct_third_voice(emb, t, np.where(brief, 1, lab), 0.25)[0]
+    assert time_separation(np.array([]), t) == 0.5
+
+
+def test_tight_speech_regions_leave_out_pauses_and_slow_silero_tails():
+    from speechpipe.vad import FRAME_S, probabilities_to_regions, tight_speech_regions
+
+    sr = 16000
+    rng = np.random.default_rng(1)
+    t = np.arange(8 * sr) / sr
+    on = ((t > 1) & (t < 2.5)) | ((t > 3.3) & (t < 4)) | ((t > 4.2) & (t < 6))  # 0.8 s pause, 0.2 s pause
+    x = (0.1 * np.sin(2 * np.pi * 180 * t) * on + rng.normal(0, 1e-3, len(t))).astype(np.float32)
+    frames = np.arange(len(x) // 512 + 1) * FRAME_S
+    # Silero-like: confident inside speech, decaying slowly (above the loose 0.15) for 0.6 s after it
+    p = np.zeros(len(frames))
+    for s, e in ((1, 2.5), (3.3, 4), (4.2, 6)):
+        p[(frames >= s) & (frames < e)] = 0.9
+        tail = (frames >= e) & (frames < e + 0.6)
+        p[tail] = np.maximum(p[tail], 0.4)
+    loose = probabilities_to_regions(p, 0.15, 0.25, 0.1, 0.1, 8.0)
+    assert len(loose) == 1  # the ASR-style regions bridge the 0.8 s pause
+    tight = tight_speech_regions(p, x, pad_s=0.0)
+    assert [(round(s, 1), round(e, 1)) for s, e in tight] == [(1.0, 2.5), (3.3, 6.0)]
+    # digital silence (a muted line) does not pull the noise floor down to nothing
+    x2 = x.copy()
+    x2[int(6.5 * sr):] = 0
+    assert [(round(s, 1), round(e, 1)) for s, e in tight_speech_regions(p, x2, pad_s=0.0)] == [(1.0, 2.5), (3.3, 6.0)]
+    assert tight_speech_regions(np.zeros(len(frames)), x) == []
 
 
 def test_embedded_silence_and_tiny_input(embedded):
@@ -189,7 +288,7 @@ def test_eval_diarization_command_table_and_exit_code(shared, tmp_path):
 
 
 @pytest.mark.slow
-def test_embedded_roles_from_real_asr_output(shared, embedded, embedded_transcriber):
+def test_embedded_roles_from_real_asr_output(shared, embedded, diarized, embedded_transcriber):
     """Whisper base mis-hears the robotic sim voices (WER ≈ 0.9): roles must still come out right."""
     from speechpipe.audio import load_audio
 
@@ -204,7 +303,7 @@ def test_embedded_roles_from_real_asr_output(shared, embedded, embedded_transcri
     # Whisper's word times on this audio are hallucinated ("Hva er det?" everywhere), so
     # score the role map on the diariser's own turns: who-spoke-when labelled with roles.
     turns = [Utterance(roles["clusters"][lab], s.start, s.end, "")
-             for s, _, lab in embedded.diarize(audio).itertracks(yield_label=True)]
+             for s, _, lab in diarized("sim-calls/dev-016.mono.wav")[1].itertracks(yield_label=True)]
     assert role_time_accuracy(reference(sim / "dev-016.rttm"), turns) > 0.9
 
 
