@@ -142,7 +142,11 @@ class WhisperTranscriber:
         )
         use_batched = cfg.batched if cfg.batched is not None else True
         self.batched = BatchedInferencePipeline(self.model) if use_batched else None
-        self._pool = None  # threads feeding the model replicas, made on first use
+        self._pool = None  # threads feeding the model replicas
+        if self.workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="speechpipe-asr")
         self.model_dir = model_dir
         self.name = f"faster-whisper:{os.path.basename(os.path.normpath(model_dir))}:{self.device}:{self.compute_type}"
 
@@ -217,10 +221,6 @@ class WhisperTranscriber:
         groups = shard_clips(clips, self.workers, bs)
         if len(groups) == 1:
             return decode(groups[0])
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="speechpipe-asr")
         # CTranslate2 releases the GIL, so each thread keeps one model replica busy.
         return [seg for part in self._pool.map(decode, groups) for seg in part]
 

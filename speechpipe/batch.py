@@ -414,12 +414,42 @@ def _sql_str(s: str) -> str:
 
 
 def run_local(items: Iterable[BatchItem], config) -> Iterator[Outcome]:
-    """The local engine: one :class:`~speechpipe.pipeline.Pipeline` (models load once), calls in order."""
+    """The local engine: one :class:`~speechpipe.pipeline.Pipeline` (models load once).
+
+    Outcomes come in input order. ``Pipeline.process_stream`` recognises as
+    many calls at once as the transcriber has model replicas (one per core on
+    the CPU) and finishes them (speakers, prosody, tags) alongside.
+    """
+    from collections import deque
+
+    from .asr import ASRError
     from .pipeline import Pipeline
 
     pipe = Pipeline(config)
-    for item in items:
-        yield analyse(pipe, item)
+    started: deque = deque()  # (item, start time), in input order
+
+    def inputs():
+        for item in items:
+            started.append((item, time.perf_counter()))
+            yield (BatchError(item.error) if item.error else item.input), item.call_id, item.counsellor_channel
+
+    stream = pipe.process_stream(inputs())
+    while True:
+        try:
+            _src, res = next(stream)
+        except StopIteration:
+            return
+        except ASRError as e:  # the model itself is unusable: every call would fail
+            raise BatchError(str(e)) from e
+        item, t = started.popleft()
+        if isinstance(res, Exception):
+            yield Outcome(
+                item, "failed", reason=failure_reason(res),
+                detail="".join(traceback.format_exception(type(res), res, res.__traceback__)),
+                seconds=time.perf_counter() - t, fatal=isinstance(res, ASRError),
+            )
+        else:
+            yield Outcome(item, "done", result=res, seconds=time.perf_counter() - t)
 
 
 Reporter = Callable[[str, BatchItem, "Outcome | None"], None]

@@ -120,40 +120,76 @@ class Pipeline:
         call_ids: Iterable[str | None] | None = None,
         counsellor_channels: Iterable[str | None] | None = None,
     ) -> Iterator[tuple[str | Path | AudioData, CallResult | Exception]]:
-        """Process calls in order, overlapping the CPU stages of one with ASR of the next.
+        """Process calls in order, recognising several at once and finishing them alongside.
 
         Yields ``(path, result)`` per input, in input order, or ``(path, error)``
-        when that file failed (one bad file never stops the run). At most two
-        calls are in memory at once: the one being recognised and the one being
-        finished (diarisation, prosody, tagging) in a helper thread.
+        when that file failed (one bad file never stops the run). As many calls
+        are recognised at once as the transcriber has model replicas
+        (``asr.workers``: one per core on the CPU), so short calls keep every
+        core busy too; diarisation, prosody and tagging of finished calls run in
+        a helper thread meanwhile. Memory is bounded: at most ``workers`` calls
+        are being recognised and ``workers + 1`` wait to be finished or yielded.
 
         Examples
         --------
         >>> for path, res in Pipeline().process_many(["a.wav", "b.wav"]):  # doctest: +SKIP
         ...     print(path, res.call_id if isinstance(res, CallResult) else res)
         """
-        from concurrent.futures import ThreadPoolExecutor
+        from itertools import repeat
 
-        paths = list(paths)  # paths, or AudioData a batch engine decoded ahead
-        ids = list(call_ids) if call_ids is not None else [None] * len(paths)
-        chans = list(counsellor_channels) if counsellor_channels is not None else [None] * len(paths)
+        # Lazily: a batch engine's inputs may still be being hashed.
+        yield from self.process_stream(zip(
+            paths,
+            repeat(None) if call_ids is None else call_ids,
+            repeat(None) if counsellor_channels is None else counsellor_channels,
+        ))
+
+    def process_stream(self, inputs: Iterable[tuple]) -> Iterator[tuple]:
+        """:meth:`process_many` over ``(source, call_id, counsellor_channel)`` tuples.
+
+        A source is a path, pre-decoded :class:`AudioData`, or an exception
+        (an input known bad before decoding: it is yielded back, in order).
+        """
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+        from itertools import chain
+
+        todo = iter(inputs)
+        first = next(todo, None)
+        if first is None:  # nothing to do: load no model
+            return
+        todo = chain([first], todo)
         self._build_finishers()  # build in this thread: lazy properties are not thread-safe
-        pending = None  # (path, future) of the call being finished
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="speechpipe-finish") as pool:
-            for path, cid, chan in zip(paths, ids, chans):
+        in_flight = max(1, int(getattr(self.asr, "workers", 1)))
+        recognising: deque = deque()  # (path, chan, future of _Job), input order
+        finishing: deque = deque()  # (path, future of CallResult | Exception), input order
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="speechpipe-recognise") as rec, \
+                ThreadPoolExecutor(1, thread_name_prefix="speechpipe-finish") as fin:
+
+            def submit() -> None:
+                nxt = next(todo, None)
+                if nxt is not None:
+                    path, cid, chan = nxt
+                    recognising.append((path, chan, rec.submit(self._recognise, path, cid)))
+
+            for _ in range(in_flight):
+                submit()
+            while recognising:
+                path, chan, fut = recognising.popleft()
                 try:
-                    job = self._recognise(path, cid)
-                except Exception as e:  # decode/ASR failed: report it in order
-                    job, err = None, e
-                if pending is not None:
-                    yield pending[0], _outcome(pending[1])
-                    pending = None
-                if job is None:
-                    yield path, err
-                    continue
-                pending = (path, pool.submit(self._finish, job, chan))
-            if pending is not None:
-                yield pending[0], _outcome(pending[1])
+                    job = fut.result()
+                except Exception as e:  # decode/ASR failed: reported in order
+                    finishing.append((path, e))
+                else:
+                    finishing.append((path, fin.submit(self._finish, job, chan)))
+                submit()
+                # Yield what is done, in order; wait for the oldest when too many are held.
+                while finishing and (_ready(finishing[0][1]) or len(finishing) > in_flight):
+                    p, f = finishing.popleft()
+                    yield p, _outcome(f)
+            while finishing:
+                p, f = finishing.popleft()
+                yield p, _outcome(f)
 
     def _build_finishers(self) -> None:
         _ = self.diarizer
@@ -167,6 +203,8 @@ class Pipeline:
         from .audio import load_audio
         from .vad import speech_probabilities
 
+        if isinstance(path, BaseException):
+            raise path
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         audio = path if isinstance(path, AudioData) else load_audio(path)  # batch engines pre-decode
@@ -267,8 +305,14 @@ class _Job:
 
 
 
-def _outcome(future) -> CallResult | Exception:
+def _ready(item) -> bool:
+    return isinstance(item, Exception) or item.done()
+
+
+def _outcome(item) -> CallResult | Exception:
+    if isinstance(item, Exception):
+        return item
     try:
-        return future.result()
+        return item.result()
     except Exception as e:
         return e
