@@ -116,8 +116,7 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
     def plain() -> list:
         return [plain_transcribe(asr.model, c, cfg.language) for c in calls]
 
-    if gpu:
-        asr.transcribe(calls[0][: 16000 * 5])  # warm-up: CUDA kernels
+    asr.transcribe(calls[0][: 16000 * 5])  # warm-up: Silero load, CUDA kernels
     # Back to back on the same audio and the same loaded model: only the decoding path differs.
     t = time.perf_counter()
     ours_out = ours()
@@ -125,6 +124,19 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
     t = time.perf_counter()
     plain_out = plain()
     plain_s = time.perf_counter() - t
+
+    layout = None
+    if not gpu and not (quick or smoke) and asr.workers > 1:
+        # Same audio through one replica using every core: what the replica-per-core layout buys.
+        one = WhisperTranscriber(ASRConfig(device=device, num_workers=1, batched=batched))
+        one.transcribe(calls[0][: 16000 * 5])
+        t = time.perf_counter()
+        for c in calls:
+            one.transcribe(c)
+        one_s = time.perf_counter() - t
+        layout = {"one_replica_all_threads_x_realtime": round(audio_s / one_s, 2),
+                  "replica_per_core_speedup": round(one_s / ours_s, 2)}
+        del one
 
     wer_ours = wer_plain = None
     if refs is not None:
@@ -141,6 +153,7 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
         "asr_speedup_vs_plain_loop": round(plain_s / ours_s, 2),
         "asr_wer_real_clips": None if wer_ours is None else round(wer_ours, 3),
         "asr_baseline_wer_real_clips": None if wer_plain is None else round(wer_plain, 3),
+        "asr_layout": layout,
         "asr_audio_seconds": round(audio_s, 1),
         "asr_model_load_s": round(load_s, 2),
         "asr_model": asr.name,
