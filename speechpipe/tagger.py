@@ -11,7 +11,7 @@ evidence at the point where it reopens. The model is stacked: a first pass score
 the acts alone, and its probabilities at this and the neighbouring utterances (±1, ±2,
 the same speaker's previous one) are extra context features of the second pass
 (acts, phase emissions, reopen). Parameters are learned by
-:mod:`speechpipe.tagger_train` and shipped in ``models/tagger-v1.{json,npz}``.
+:mod:`speechpipe.tagger_train` and shipped in ``models/tagger-v2.{json,npz}``.
 
 Two paths give identical labels (tested):
 
@@ -51,7 +51,7 @@ from .tagger_phases import PHASES, reopen_free, viterbi_batch, viterbi_batch_tor
 from .tagger_text import normalise_tokens
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models"
-MODEL_STEM = "tagger-v1"
+MODEL_STEM = "tagger-v2"
 CALLER_ACTS = ("emotion", "request", "new_topic", "backchannel")
 COUNSELLOR_ACTS = tuple(a for a in ACTS if a not in ("emotion", "request", "new_topic"))
 EMPATHIC = ("empathic_statement", "acknowledgement", "agreement")
@@ -166,8 +166,9 @@ class Tagger:
             if was:
                 gc.enable()
 
-    def tag_batch(self, b: Batch, chunk_rows: int = CHUNK_ROWS) -> dict:
-        """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence names, token counts.
+    def tag_batch(self, b: Batch, chunk_rows: int = CHUNK_ROWS, logits: bool = False) -> dict:
+        """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence names, token counts
+        (and with ``logits`` the act logits ``act_logits`` (N, 17), numpy backend; used to tune thresholds).
 
         Text features and text logits are computed once per unique text; the dense
         per-utterance part runs over chunks of whole calls (about ``chunk_rows`` rows),
@@ -187,6 +188,7 @@ class Tagger:
         em = np.empty((b.n, 4))
         reo = np.empty((b.n, 2)) if self.W_reopen is not None else None
         pending, names = [], []
+        La_all = np.zeros((b.n, NA)) if logits else None
         for c0, c1 in _call_chunks(b.offsets, chunk_rows):
             bc = b.calls_slice(c0, c1)
             r0, r1 = b.offsets[c0], b.offsets[c1]
@@ -209,6 +211,8 @@ class Tagger:
             if self._use_pa:  # acts depend on the decoded phase: decide after the Viterbi
                 pending.append((c0, c1, L[:, :NA].copy(), ctx_rows))
                 continue
+            if logits:
+                La_all[r0:r1] = L[:, :NA]
             a = self._decide_acts(L[:, :NA], bc.spk)
             a[aux["n_tokens"][bc.text_code] == 0] = False  # no words (empty, or only a [note]): no act
             acts[r0:r1] = a
@@ -219,12 +223,17 @@ class Tagger:
             bc = b.calls_slice(c0, c1)
             r0, r1 = b.offsets[c0], b.offsets[c1]
             La = La + self.W_pa[phase[r0:r1].astype(np.int64) + 4 * (bc.spk != 0)]
+            if logits:
+                La_all[r0:r1] = La
             a = self._decide_acts(La, bc.spk)
             a[aux["n_tokens"][bc.text_code] == 0] = False
             acts[r0:r1] = a
             names.append(self._evidence_names(bc, a, ctx_rows, best))
         ev = np.concatenate(names) if names else np.zeros(0, dtype=np.int64)
-        return {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
+        out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
+        if logits:
+            out["act_logits"] = La_all
+        return out
 
     def tag_call_reference(self, utterances) -> dict:
         """Per-utterance reference implementation (same labels as :meth:`tag_calls`)."""
@@ -713,7 +722,7 @@ def _segmented_prev_max(en: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: str | None = None) -> Tagger:
-    """Load the shipped tagger (``models/tagger-v1.json`` + ``.npz``) or the one at ``path``.
+    """Load the shipped tagger (``models/tagger-v2.json`` + ``.npz``) or the one at ``path``.
 
     ``path`` may be the JSON file, the NPZ file, or their common stem.
     """

@@ -115,7 +115,12 @@ CUE_FAMILIES: dict[str, list[str]] = {
         "sint", "frustrert", "irritert", "nervøs", "urolig", "sliten", "panikk", "angst", "gruer", "gråter",
         "gråte", "tungt", "tynger", "skummelt", "skremmende", "satt ut", "forvirra", "forvirret", "flaut",
         "skammer", "jeg er så", "jeg blir så", "jeg blir helt", "jeg føler", "føler meg", "håpløst",
-        "helt håpløst", "umulig", "krise", "vondt", "alene", "redsel", "tør ikke", "jeg er redd", "jeg er bekymret"],
+        "helt håpløst", "umulig", "krise", "vondt", "alene", "redsel", "tør ikke", "jeg er redd", "jeg er bekymret",
+        # round 4: more ordinary feeling words, relief and shock included (the guide: "voices a feeling")
+        "glad", "lettet", "letta", "sjokkert", "skuffet", "skuffa", "oppgitt", "trist", "engstelig", "desperat",
+        "maktesløs", "hjelpeløs", "ulykkelig", "utslitt", "slitsomt", "tøft", "trangt", "sykt", "kaos", "mareritt",
+        "gruet", "gruer meg", "forbanna", "dritlei", "drittlei", "helt ute", "bekymra", "stressende", "stress",
+        "fortvilelse", "sorg", "savner", "ensom", "redd for"],
     "request": ["jeg lurer", "lurer på", "jeg ringer", "ringer fordi", "ringer om", "ringer angående",
                 "gjelder", "jeg vil", "jeg skulle", "jeg lurte", "når kommer", "når får", "hvor mye",
                 "spørsmål", "lure på", "jeg trenger", "kan dere", "kan jeg", "må jeg", "får jeg", "hvordan",

@@ -6,7 +6,7 @@ variants, dropped and swapped words) so the model cannot lean on punctuation,
 fits one logistic regression per act (on the speakers that may carry it) and a
 multinomial one for the phase emissions and one for the per-utterance reopen
 probability (:data:`~speechpipe.tagger_features.REOPEN_NAMES`), counts phase transitions, runs
-leave-calls-out cross-validation and writes ``models/tagger-v1.{json,npz}``.
+leave-calls-out cross-validation and writes ``models/tagger-v2.{json,npz}``.
 
 Examples
 --------
@@ -121,11 +121,12 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     return X, Y, P, np.array(spk, dtype=object), R, b
 
 
-def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
-        balanced: bool = True, phase_C: float | None = None, reopen_C: float = 1.0, reopen_bias: float = 0.0,
+def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
+        balanced: bool = True, phase_C: float | None = 2.0, reopen_C: float = 1.0, reopen_bias: float = 0.0,
         fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
         unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
-        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True) -> Tagger:
+        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True,
+        tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7)) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -215,6 +216,12 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         ph = [PHASES.index(p) for p in c["gold_phase"] if p in PHASES]
         counts.update(zip(ph, ph[1:]))
     logA, logpi = transition_matrix(dict(counts))
+    thresholds = {a: 0.5 for a in ACTS}
+    if tune_thresholds > 1 and not acts_only:
+        kw_all = dict(kw1, phase_C=phase_C, reopen_C=reopen_C, reopen_bias=reopen_bias, phase_acts=phase_acts,
+                      phase_act_scale=phase_act_scale, stack=stack, inner_folds=inner_folds, stack_scale=stack_scale,
+                      threshold_range=threshold_range, tune_thresholds=0)  # inner fits: fixed 0.5, no nesting
+        thresholds = _inner_thresholds(calls, tune_thresholds, kw_all)
     meta = {
         "name": name or MODEL_STEM,
         "vocab": fs.vocab,
@@ -223,7 +230,7 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
         "phases": list(PHASES),
         "text_features": fs.text_names,
         "ctx_features": fs.ctx_names,
-        "thresholds": {a: 0.5 for a in ACTS},
+        "thresholds": thresholds,
         "logA": logA.tolist(),
         "logpi": logpi.tolist(),
         "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
@@ -231,7 +238,8 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
                      "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
                      "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
                      "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
-                     "stack_scale": stack_scale, "prefixes": prefixes},
+                     "stack_scale": stack_scale, "prefixes": prefixes, "tune_thresholds": tune_thresholds,
+                     "threshold_range": list(threshold_range)},
         "end_features": end_features,
         "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }
@@ -239,6 +247,50 @@ def fit(calls: list[dict], C: float = 1.0, min_df: int = 2, augment: bool = True
     if level1 is not None:
         arrays.update(W1_text=level1.W_text[:, :NA], W1_ctx=level1.W_ctx[:, :NA], b1=level1.bias[:NA])
     return Tagger(meta, arrays)
+
+
+def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
+    """Per-act thresholds from an inner cross-validation over ``calls`` (see :func:`fit`).
+
+    Each act's threshold maximises the F1 of its out-of-fold decisions (on the speakers who
+    may carry it, rows with words), over a grid of probabilities in ``threshold_range``; ties
+    go to the value nearest 0.5. Rare acts with no out-of-fold positive keep 0.5.
+    """
+    from .tagger import role_mask
+
+    n = len(calls)
+    k = max(2, min(folds, n))
+    lo, hi = kw.pop("threshold_range", (0.3, 0.7))
+    logits, gold, spk, words = [], [], [], []
+    for g in range(k):
+        held = list(range(g, n, k))
+        sub = fit([c for i, c in enumerate(calls) if i not in held], **kw)
+        test = [calls[i] for i in held] + [asr_copy(calls[i], 500 + i) for i in held]
+        b = encode_calls([c["utterances"] for c in test])
+        out = sub.tag_batch(b, logits=True)
+        logits.append(out["act_logits"])
+        words.append(out["n_tokens"][b.text_code] > 0)
+        spk.append(b.spk)
+        Y = np.zeros((b.n, NA), dtype=bool)
+        r = 0
+        for c in test:
+            for acts in c["gold_acts"]:
+                Y[r, [ACTS.index(a) for a in acts]] = True
+                r += 1
+        gold.append(Y)
+    L, Y, S, W = np.vstack(logits), np.vstack(gold), np.concatenate(spk), np.concatenate(words)
+    ok = role_mask()[S.astype(np.int64)] & W[:, None]
+    grid = np.round(np.arange(lo, hi + 1e-9, 0.05), 2)
+    out = {}
+    for j, a in enumerate(ACTS):
+        y, l = Y[ok[:, j], j], L[ok[:, j], j]
+        if y.sum() == 0:
+            out[a] = 0.5
+            continue
+        f1 = [2 * (y & (l > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (l > np.log(p / (1 - p))).sum()) for p in grid]
+        best = max(f1)
+        out[a] = float(min((p for p, f in zip(grid, f1) if f >= best - 1e-12), key=lambda p: (abs(p - 0.5), p)))
+    return out
 
 
 def _oof_probs(calls: list[dict], train: list[dict], folds: int, kw1: dict) -> np.ndarray:

@@ -107,6 +107,12 @@ def test_batched_viterbi_matches_reference_on_random_calls():
                              for a, b in zip(offsets[:-1], offsets[1:])])
     assert np.array_equal(got_r, want_r) and not np.array_equal(got_r, want)
     assert np.array_equal(viterbi_batch_torch(em, offsets, A0, logpi, device="cpu", reopen=reo), want_r)
+    # empty and one-row calls among others (the packed decoder sorts calls by length)
+    offs2 = np.array([0, 0, 1, 1, 5, 6])
+    em2 = em[:6]
+    want2 = np.concatenate([viterbi_reference(em2[a:b].tolist(), logA.tolist(), logpi.tolist()) if b > a else []
+                            for a, b in zip(offs2[:-1], offs2[1:])]).astype(np.int8)
+    assert np.array_equal(viterbi_batch(em2, offs2, logA, logpi), want2)
     # only allowed moves: forward by one or a reopen to mapping
     for a, b in zip(offsets[:-1], offsets[1:]):
         p = got[a:b]
@@ -115,7 +121,9 @@ def test_batched_viterbi_matches_reference_on_random_calls():
 
 
 def test_text_features_vectorised_equal_reference(tagger, mixed_calls):
-    texts = sorted({u.text for c in mixed_calls for u in c}) + ["", "[gråter]", "Ja [sukker", "HJELP!!", "12 ok 7"]
+    assert any(g.startswith("pfx:") for g in tagger.fs.vocab)  # word-prefix features are in the model
+    texts = sorted({u.text for c in mixed_calls for u in c}) + ["", "[gråter]", "Ja [sukker", "HJELP!!", "12 ok 7",
+                                                                "bekymra bekymret BEKYMRINGER", "123456 ok"]
     Xt, aux = tagger.fs.text_block(texts)
     for i, t in enumerate(texts):
         cols, a = tagger.fs.text_features_ref(t)
@@ -139,6 +147,14 @@ def test_stacked_second_pass(tagger, mixed_calls):
         for i in range(len(c)):
             assert S[r + i].tolist() == stack_ref(spk, P1[r:r + len(c)].tolist(), i)
         r += len(c)
+    # the fast path builds the same block by row shifts (slot-major), including 1-row and empty calls
+    from speechpipe.tagger import _stack_fill
+
+    calls2 = [[Utterance("caller", None, None, "ja")], [], mixed_calls[0][:2], [Utterance("other", None, None, "hei")] * 3,
+              mixed_calls[1]]
+    b2 = encode_calls(calls2)
+    P2 = rng.uniform(size=(b2.n, len(ACTS)))
+    assert np.array_equal(np.hstack(list(_stack_fill(P2, b2))), stack_block(P2, b2))
     # the second pass really uses them: some stacked weights are large
     assert np.abs(tagger.W_ctx[tagger.fs.n_ctx:]).max() > 0.5
 
@@ -171,13 +187,15 @@ def test_cross_validated_quality(gold):
     """Leave-calls-out CV (4 folds for speed; the model card has the 16-fold numbers)."""
     from speechpipe.tagger_train import cross_validate
 
-    r = cross_validate(gold, folds=4, inner_folds=2)  # stacked: first passes cross-fitted inside each fold
+    # stacked: first passes cross-fitted inside each fold; act thresholds from a 2-fold inner CV
+    r = cross_validate(gold, folds=4, inner_folds=2, tune_thresholds=2)
     clean, asr = r["clean"], r["asr_like"]
-    # Floors a little under what we measured (4 folds, 2 inner: clean 0.838/0.811/0.908, structure 16/16;
-    # ASR-like 0.804/0.786/0.910, 16/16), so a broken feature, stacking, reopen model or decoder fails here.
+    # Floors a little under what we measured (4 folds, 2 inner, 2 threshold folds: clean 0.833/0.801/0.902,
+    # structure 16/16; ASR-like 0.808/0.786/0.906, 16/16), so a broken feature, stacking, threshold tuning,
+    # reopen model or decoder fails here.
     assert clean["act_micro_f1"] >= 0.81 and clean["act_macro_f1"] >= 0.77
     assert clean["phase_accuracy"] >= 0.88
-    assert asr["act_micro_f1"] >= 0.77 and asr["phase_accuracy"] >= 0.88
+    assert asr["act_micro_f1"] >= 0.78 and asr["act_macro_f1"] >= 0.76 and asr["phase_accuracy"] >= 0.88
     assert clean["structure_right"] >= 14 and asr["structure_right"] >= 14
 
 
@@ -212,8 +230,9 @@ def test_reopen_after_what_more_and_new_topic(tagger):
 def test_training_is_reproducible(gold):
     from speechpipe.tagger_train import fit
 
-    a, b = fit(gold[:4]), fit(gold[:4])
+    a, b = fit(gold[:4], tune_thresholds=2), fit(gold[:4], tune_thresholds=2)
     assert np.array_equal(a.W_text, b.W_text) and a.meta["vocab"] == b.meta["vocab"]
+    assert a.meta["thresholds"] == b.meta["thresholds"]  # chosen by an inner CV, deterministic too
 
 
 def test_bad_model_path(tmp_path):

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v1.")
+MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v2.")
 
 
 def _load(model, con):
@@ -84,8 +84,9 @@ def register(app, eval_app):
     @app.command("train-tagger")
     def train_tagger(
         gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts (e.g. ../shared/tagger-dev)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v1)."),
-        c: float = typer.Option(1.0, "--C", help="Inverse L2 regularisation strength."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v2)."),
+        c: float = typer.Option(0.5, "--C", help="Inverse L2 regularisation strength of the act models."),
+        tune: int = typer.Option(4, "--tune-thresholds", help="Inner CV folds that choose each act's threshold (0: all 0.5)."),
         no_cv: bool = typer.Option(False, "--no-cv", help="Skip leave-one-call-out cross-validation."),
     ):
         """Learn the tagger's weights from gold calls (reproducible: fixed seed)."""
@@ -94,7 +95,7 @@ def register(app, eval_app):
 
         con = console()
         try:
-            res = train_and_save(gold, out, cv=not no_cv, C=c)
+            res = train_and_save(gold, out, cv=not no_cv, C=c, tune_thresholds=tune)
         except GoldError as e:
             con.print(f"[red]error[/red] {e}")
             raise typer.Exit(2)
