@@ -139,7 +139,7 @@ class Tagger:
             self._W_text_all = np.hstack([self.W1_text, self.W_text])
             self._W_ctx_all = np.hstack([self.W1_ctx, self.W_ctx[:self.fs.n_ctx]])
             self._b_all = np.concatenate([self.b1, self.bias])
-            self._W_stack = self.W_ctx[self.fs.n_ctx:].reshape(len(STACK_SLOTS), NA, NA + 4).copy()  # per slot (17, 21)
+            self._W_stack = np.ascontiguousarray(self.W_ctx[self.fs.n_ctx:])  # (slots × 17, 21)
         else:
             self._W_text_all, self._W_ctx_all, self._b_all = self.W_text, self.W_ctx, self.bias
         self._use_pa = bool(np.any(self.W_pa))  # adding an all-zero table changes nothing
@@ -200,14 +200,13 @@ class Tagger:
             if self.stacked:
                 S = _stack_fill(self._first_pass(G[:, :NA], bc, aux), bc)
                 L = G[:, NA:]
-                for j in range(len(S)):
-                    L += S[j] @ self._W_stack[j]
+                L += S @ self._W_stack
             else:
                 L = G
             em[r0:r1] = _log_softmax(L[:, NA:])
             if reo is not None:
-                reo[r0:r1] = self._reopen(bc, aux, None if S is None else np.column_stack([S[c // NA][:, c % NA] for c in self._reo_cols]))
-            ctx_rows = (lambda rr, C=C: C[rr]) if S is None else (lambda rr, C=C, S=S: np.hstack([C[rr], *S[:, rr]]))
+                reo[r0:r1] = self._reopen(bc, aux, None if S is None else S[:, self._reo_cols])
+            ctx_rows = (lambda rr, C=C: C[rr]) if S is None else (lambda rr, C=C, S=S: np.hstack([C[rr], S[rr]]))
             if self._use_pa:  # acts depend on the decoded phase: decide after the Viterbi
                 pending.append((c0, c1, L[:, :NA].copy(), ctx_rows))
                 continue
@@ -496,28 +495,26 @@ def _prev_same_speaker(b: Batch, i: np.ndarray) -> np.ndarray:
 
 
 def _stack_fill(P1: np.ndarray, b: Batch) -> np.ndarray:
-    """:func:`~speechpipe.tagger_features.stack_block` as ``(slots, N, acts)``: each slot is a
-    contiguous row shift of ``P1`` (block copies, no gather; slot-major so no write touches
-    another slot's cache lines). ``stack_block(P1, b) == np.hstack(list(S))``."""
+    """:func:`~speechpipe.tagger_features.stack_block`, with the slot rows found by shifts
+    (this row, ±1, ±2 within the call; the same speaker's previous one) and one ``take``."""
     n, na = P1.shape
     lens = np.diff(b.offsets)
-    S = np.empty((len(STACK_SLOTS), n, na))
-    S[0] = P1
+    rows = np.arange(n)
+    idx = np.empty((n, len(STACK_SLOTS)), dtype=np.int64)
+    idx[:, 0] = rows
     starts, ends = b.offsets[:-1][lens > 0], b.offsets[1:][lens > 0]
     for j, k in enumerate(STACK_SHIFTS):
-        blk = S[j + 1]
-        if k < 0:  # row r reads row r + k (earlier); the first -k rows of each call read nothing
-            blk[-k:] = P1[:k]
-            edge = np.concatenate([starts + d for d in range(-k)])
-        else:
-            blk[:n - k] = P1[k:]
-            edge = np.concatenate([ends - 1 - d for d in range(k)])
-        blk[edge[(edge >= 0) & (edge < n)]] = 0.0  # a row near a call edge is itself within -k/k of it
+        col = idx[:, j + 1]
+        np.add(rows, k, out=col)
+        # the first -k (last k) rows of each call have no such neighbour: point them at the zero row
+        edge = np.concatenate([starts + d for d in range(-k)] if k < 0 else [ends - 1 - d for d in range(k)])
+        col[edge[(edge >= 0) & (edge < n)]] = n
     prev = _prev_same_speaker(b, b.row_in_call())
-    blk = S[len(STACK_SHIFTS) + 1]
-    np.take(P1, np.maximum(prev, 0), axis=0, out=blk)
-    blk[np.flatnonzero(prev < 0)] = 0.0
-    return S
+    idx[:, -1] = np.where(prev >= 0, prev, n)
+    ext = np.empty((n + 1, na))
+    ext[:n] = P1
+    ext[n] = 0.0
+    return np.take(ext, idx, axis=0).reshape(n, -1)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

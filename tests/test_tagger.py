@@ -147,14 +147,14 @@ def test_stacked_second_pass(tagger, mixed_calls):
         for i in range(len(c)):
             assert S[r + i].tolist() == stack_ref(spk, P1[r:r + len(c)].tolist(), i)
         r += len(c)
-    # the fast path builds the same block by row shifts (slot-major), including 1-row and empty calls
+    # the fast path finds the same slot rows by shifts, including 1-row and empty calls
     from speechpipe.tagger import _stack_fill
 
     calls2 = [[Utterance("caller", None, None, "ja")], [], mixed_calls[0][:2], [Utterance("other", None, None, "hei")] * 3,
               mixed_calls[1]]
     b2 = encode_calls(calls2)
     P2 = rng.uniform(size=(b2.n, len(ACTS)))
-    assert np.array_equal(np.hstack(list(_stack_fill(P2, b2))), stack_block(P2, b2))
+    assert np.array_equal(_stack_fill(P2, b2), stack_block(P2, b2))
     # the second pass really uses them: some stacked weights are large
     assert np.abs(tagger.W_ctx[tagger.fs.n_ctx:]).max() > 0.5
 
