@@ -148,3 +148,33 @@ def test_no_repetition_loops_on_robotic_demo_call(embedded_transcriber):
     for ch in range(demo.channels):
         for u in embedded_transcriber.transcribe(demo.samples[ch]):
             assert _max_trigram_repeats(u.text) <= 2, u.text
+
+
+def test_shard_clips_keeps_order_and_balances():
+    from speechpipe.asr import shard_clips
+
+    clips = [{"start": float(i), "end": i + (6.0 if i == 0 else 1.0)} for i in range(9)]
+    for workers, bs in ((1, 16), (2, 16), (2, 2), (3, 4), (4, 1)):
+        groups = shard_clips(clips, workers, bs)
+        assert [c for g in groups for c in g] == clips  # nothing lost, order kept
+        assert all(0 < len(g) <= bs for g in groups)
+        assert len(groups) >= min(workers, len(clips))
+    # Two workers share the 14 s of audio equally (the 6 s clip + one 1 s clip | seven 1 s clips).
+    assert [sum(c["end"] - c["start"] for c in g) for g in shard_clips(clips, 2)] == [7.0, 7.0]
+    assert shard_clips([], 2) == []
+
+
+@pytest.mark.slow
+def test_replica_per_core_gives_the_same_words_as_one_replica(shared):
+    """Sharing a call's clips between model replicas must not change the transcript."""
+    from speechpipe.asr import ASRConfig, WhisperTranscriber
+    from speechpipe.audio import load_audio
+
+    x = load_audio(shared / "audio/sim-calls/dev-001.mono.wav").mono[: 16000 * 75]
+    one = WhisperTranscriber(ASRConfig(device="cpu", num_workers=1, batch_size=2))  # several batches
+    two = WhisperTranscriber(ASRConfig(device="cpu", num_workers=2, cpu_threads=1, batch_size=2))
+    assert (one.workers, two.workers) == (1, 2)
+    speech = one.speech_regions(x)
+    a, b = one.transcribe(x, speech=speech), two.transcribe(x, speech=speech)
+    assert len(speech) >= 2 and a
+    assert [(u.text, round(u.start, 2), round(u.end, 2)) for u in a] == [(u.text, round(u.start, 2), round(u.end, 2)) for u in b]
