@@ -154,8 +154,8 @@ def pitch_errors(seconds: float) -> dict:
 
 
 def run(quick: bool = False, smoke: bool = False) -> dict:
-    """Speed (always), accuracy and pitch errors (quick: 30 s, 1 call, 5 s; smoke: speed on 20 s only)."""
-    seconds = 20.0 if smoke else 30.0 if quick else None
+    """Speed (always), accuracy and pitch errors (quick: 15 s, 1 call, 5 s; smoke: speed on 20 s only)."""
+    seconds = 20.0 if smoke else 15.0 if quick else None
     res = speed(seconds, reps=1 if (smoke or quick) else 3)
     if not smoke:
         if SIM.exists():
