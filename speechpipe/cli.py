@@ -71,6 +71,7 @@ def asr_options(
     vad_threshold: float,
     vad_min_silence_ms: int,
     cpu_threads: int,
+    asr_workers: int = 0,
 ):
     from .asr import NAV_PROMPT, ASRConfig
 
@@ -84,6 +85,7 @@ def asr_options(
         vad_threshold=vad_threshold,
         vad_min_silence_ms=vad_min_silence_ms,
         cpu_threads=cpu_threads,
+        num_workers=asr_workers,
     )
 
 
@@ -96,7 +98,8 @@ PROMPT = typer.Option(None, "--initial-prompt", help="Initial prompt (vocabulary
 NAV_PROMPT_OPT = typer.Option(False, "--nav-prompt", help="Use the built-in NAV vocabulary as initial prompt.")
 VAD_T = typer.Option(0.5, "--vad-threshold", min=0.0, max=1.0, help="Silero VAD speech probability threshold.")
 VAD_S = typer.Option(500, "--vad-min-silence-ms", min=0, help="Silence (ms) that splits speech chunks.")
-THREADS = typer.Option(0, "--cpu-threads", min=0, help="CTranslate2 CPU threads (0: all cores).")
+THREADS = typer.Option(0, "--cpu-threads", min=0, help="CTranslate2 threads per ASR replica (0: the cores shared out between replicas).")
+ASR_WORKERS = typer.Option(0, "--asr-workers", min=0, help="ASR model replicas decoding in parallel (0: one per core on the CPU, at most 4; 1 on a GPU).")
 DIARIZER = typer.Option("auto", "--diarizer", help="auto | stereo | embedded | pyannote")
 PYANNOTE = typer.Option(None, "--pyannote-pipeline", help="Local pyannote pipeline directory (with --diarizer pyannote).")
 COUNSELLOR = typer.Option("auto", "--counsellor-channel", help="left | right | auto (stereo calls).")
@@ -138,6 +141,7 @@ def run(
     vad_threshold: float = VAD_T,
     vad_min_silence_ms: int = VAD_S,
     cpu_threads: int = THREADS,
+    asr_workers: int = ASR_WORKERS,
     diarizer: str = DIARIZER,
     pyannote_pipeline: Optional[str] = PYANNOTE,
     counsellor_channel: str = COUNSELLOR,
@@ -157,7 +161,8 @@ def run(
 
     con = console()
     fmts = parse_formats(formats)
-    asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold, vad_min_silence_ms, cpu_threads)
+    asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold,
+                      vad_min_silence_ms, cpu_threads, asr_workers)
     cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
     pipe = Pipeline(cfg)
     if pseudonymise:

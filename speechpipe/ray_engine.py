@@ -104,6 +104,12 @@ def run_ray(
 
     workers = max(1, int(workers))
     cpw = cpus_per_worker or max(1, int(config.asr.cpu_threads or 1))
+    if config.asr.num_workers == 0:
+        # An actor is the unit of parallelism here: one ASR replica each, with its cpw threads
+        # (the local default of a replica per core would oversubscribe every actor's share).
+        import dataclasses
+
+        config = dataclasses.replace(config, asr=dataclasses.replace(config.asr, num_workers=1))
     started = False
     if not ray.is_initialized():
         if address:

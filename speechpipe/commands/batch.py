@@ -53,6 +53,7 @@ def register(app, eval_app):
         vad_threshold: float = cli.VAD_T,
         vad_min_silence_ms: int = cli.VAD_S,
         cpu_threads: int = cli.THREADS,
+        asr_workers: int = cli.ASR_WORKERS,
         diarizer: str = cli.DIARIZER,
         pyannote_pipeline: Optional[str] = cli.PYANNOTE,
         counsellor_channel: str = cli.COUNSELLOR,
@@ -77,7 +78,7 @@ def register(app, eval_app):
             raise typer.BadParameter("--engine must be local or ray")
         fmts = parse_formats(formats)
         asr = cli.asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt,
-                              vad_threshold, vad_min_silence_ms, cpu_threads)
+                              vad_threshold, vad_min_silence_ms, cpu_threads, asr_workers)
         cfg = cli.pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
         try:
             items = discover(source, pseudonymise=pseudonymise)
