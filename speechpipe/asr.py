@@ -148,7 +148,7 @@ class WhisperTranscriber:
         use_batched = cfg.batched if cfg.batched is not None else True
         self.batched = BatchedInferencePipeline(self.model) if use_batched else None
         self._pool = None  # threads feeding the model replicas
-        if self.workers > 1:
+        if self.workers > 1 and self.device == "cpu":  # shares a call's clips out (see _run_batched)
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="speechpipe-asr")
@@ -223,7 +223,9 @@ class WhisperTranscriber:
             pipe = self.batched if self.workers == 1 else BatchedInferencePipeline(self.model)
             return list(pipe.transcribe(samples, batch_size=bs, clip_timestamps=group, **opts)[0])
 
-        if self.workers == 1:  # the pipeline batches the clips itself
+        if self.workers == 1 or self.device != "cpu":
+            # One request, batched by the pipeline itself; on a GPU, replicas serve concurrent
+            # calls (calls in flight), and one big batch per call keeps the device busiest.
             return decode(clips)
         groups = shard_clips(clips, self.workers, bs)
         if len(groups) == 1:
