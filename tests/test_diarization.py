@@ -327,3 +327,35 @@ def test_build_diarizer_choices_and_auto_dispatch():
     assert auto.name == "stereo-channels" and roles["method"] == "stereo-forced" and out[0].speaker == "counsellor"
     out, roles = auto.assign(AudioData("m.wav", np.zeros((1, sr * 2), np.float32), sr), [])
     assert auto.name == EmbeddedDiarizer.name and out == []
+
+
+def test_label_index_answers_like_cropping_the_annotation():
+    """The binary-search word labeller gives what Annotation.crop gives, query by query."""
+    from pyannote.core import Annotation, Segment
+
+    from speechpipe.diarization import LabelIndex
+
+    def by_crop(ann, start, end):  # the direct definition: most overlap, else nearest within 1 s
+        best, best_ov = None, 0.0
+        for seg, _, lab in ann.crop(Segment(start, max(end, start + 1e-3)), mode="intersection").itertracks(yield_label=True):
+            if seg.duration > best_ov:
+                best, best_ov = lab, seg.duration
+        if best is not None:
+            return best
+        near = ann.crop(Segment(start - 1.0, end + 1.0), mode="loose")
+        dist = [(min(abs(s.end - start), abs(s.start - end)), lab) for s, _, lab in near.itertracks(yield_label=True)]
+        return min(dist)[1] if dist else None
+
+    rng = np.random.default_rng(1)
+    ann, t = Annotation(), 0.0
+    for i in range(200):  # exclusive diarisation: turns one after another, gaps of 0-3 s
+        t += rng.uniform(0, 3)
+        d = rng.uniform(0.1, 6)
+        ann[Segment(round(t, 2), round(t + d, 2)), i] = str(rng.choice(["A", "B", "C"]))
+        t += d
+    queries = [(a, a + rng.uniform(0, 0.8)) for a in rng.uniform(-2, t + 5, 1500)]
+    queries += [(a, a) for a in rng.uniform(0, t, 100)]
+    idx = LabelIndex(ann)
+    got = [idx(a, b) for a, b in queries]
+    assert got == [by_crop(ann, a, b) for a, b in queries]
+    assert None in got and len(set(got) - {None}) == 3  # both branches exercised
