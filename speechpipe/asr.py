@@ -272,7 +272,7 @@ class WhisperTranscriber:
         else:
             segments = self._run_sequential(samples, speech) if speech else []
         out = []
-        for seg in segments:  # a generator: decoding happens while we iterate
+        for seg in segments:  # sequential path: a generator, decoding happens while we iterate
             words = [Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)) for w in seg.words or []]
             words = [w for w in words if w.text]
             text = seg.text.strip()
@@ -321,7 +321,7 @@ def worker_layout(device: str, num_workers: int = 0, cpu_threads: int = 0) -> tu
 
     Examples
     --------
-    >>> worker_layout("cpu", 2, 0)
+    >>> worker_layout("cpu", 2, 1)
     (2, 1)
     >>> worker_layout("cuda", 0, 0)[0]
     1
