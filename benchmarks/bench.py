@@ -1,9 +1,10 @@
 """``speechpipe bench``: every stage and the whole pipeline, one table, one JSON.
 
 Each stage benchmark is a module ``benchmarks.bench_<stage>`` exposing
-``run(quick: bool = False) -> dict``; this orchestrator runs each in its own
-subprocess (so one stage's crash, or its memory, never affects another's
-figures) and merges their metrics. A module that is missing or fails is marked
+``run(quick: bool = False) -> dict``; in full runs this orchestrator runs each
+in its own subprocess (so one stage's crash, or its memory, never affects
+another's figures), with ``--quick``/``--smoke`` all stages in one subprocess
+(start-up paid once; ``batch`` left out), and merges their metrics. A module that is missing or fails is marked
 ``unavailable``/``failed`` and its keys are ``null``: stages land independently.
 
 Every speed figure is a ratio measured in the same run (see each module).
