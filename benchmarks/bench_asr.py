@@ -78,8 +78,10 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
     smoke : bool
         5 s of audio and no WER: checks the code path, not the speed.
     in_flight, batched : optional
-        Calls transcribed concurrently and the batched pipeline; default 4 and
-        on for CUDA, 1 and off for CPU (set them to run the GPU path on a CPU).
+        Calls transcribed concurrently (one model replica each) and the batched
+        pipeline; default 4 calls on CUDA, 1 on the CPU (where the transcriber
+        shares each call out between its replicas); set ``in_flight`` to run the
+        GPU path on a CPU.
 
     Returns
     -------
@@ -87,7 +89,7 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
         ``asr_x_realtime`` (audio s per wall s), ``asr_baseline_x_realtime``,
         ``asr_speedup_vs_plain_loop``, WERs on the real clips, settings.
     """
-    from speechpipe.asr import ASRConfig, WhisperTranscriber, default_cpu_threads, resolve_device
+    from speechpipe.asr import ASRConfig, WhisperTranscriber, resolve_device
     from speechpipe.evaluation import word_error_rate
 
     device = resolve_device(device)
@@ -99,8 +101,9 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
     if calls is None:
         calls = load_calls(quick or smoke, n_full=16 if gpu else 1, seconds=SMOKE_SECONDS if smoke else QUICK_SECONDS)
     in_flight = in_flight or (min(4, len(calls)) if gpu else 1)
-    # CPU: the transcriber's own layout (one single-threaded replica per core).
-    cfg = ASRConfig(device=device, num_workers=in_flight if gpu else 0, batched=batched)
+    # A replica per call in flight (threads must never share one); otherwise, on the CPU,
+    # the transcriber's own layout (one single-threaded replica per core).
+    cfg = ASRConfig(device=device, num_workers=in_flight if (gpu or in_flight > 1) else 0, batched=batched)
     t = time.perf_counter()
     asr = WhisperTranscriber(cfg)
     load_s = time.perf_counter() - t
@@ -163,7 +166,7 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
             "in_flight": in_flight,
             "beam_size": cfg.beam_size,
             "workers": asr.workers,
-            "cpu_threads": cfg.cpu_threads or default_cpu_threads(),
+            "cpu_threads_per_replica": asr.threads,
         },
         "peak_rss_mb": peak_rss_mb(),
     }

@@ -135,13 +135,13 @@ class WhisperTranscriber:
             raise ASRError(str(e)) from e
         self.device = resolve_device(cfg.device)
         self.compute_type = cfg.compute_type or ("float16" if self.device == "cuda" else "int8")
-        self.workers, threads = worker_layout(self.device, cfg.num_workers, cfg.cpu_threads)
+        self.workers, self.threads = worker_layout(self.device, cfg.num_workers, cfg.cpu_threads)
         self.batch_size = cfg.batch_size or (16 if self.device == "cuda" else 4)
         self.model = WhisperModel(
             model_dir,
             device=self.device,
             compute_type=self.compute_type,
-            cpu_threads=threads,
+            cpu_threads=self.threads,
             num_workers=self.workers,
             local_files_only=True,
         )

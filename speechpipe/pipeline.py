@@ -128,7 +128,7 @@ class Pipeline:
         (``asr.workers``: one per core on the CPU), so short calls keep every
         core busy too; diarisation, prosody and tagging of finished calls run in
         a helper thread meanwhile. Memory is bounded: at most ``workers`` calls
-        are being recognised and ``workers + 1`` wait to be finished or yielded.
+        are being recognised and ``workers`` more wait to be finished or yielded.
 
         Examples
         --------
@@ -301,8 +301,6 @@ class _Job:
     speech_probs: list  # per channel: Silero probability per 32 ms frame
     timings: dict[str, float]
     t0: float
-
-
 
 
 def _ready(item) -> bool:

@@ -129,6 +129,12 @@ def test_process_many_equals_process(embedded_transcriber, two_short_calls, tmp_
             d["models"].pop("timings_s")
         assert got == one
         assert got["utterances"], "each excerpt has speech"
+    # process_stream (the batch engine's entry): an input known bad before decoding comes back as
+    # its own error, in order, and call ids are kept
+    known = ValueError("known bad before decoding")
+    out = list(pipe.process_stream([(known, "x", None), (two_short_calls[0], "c0", None)]))
+    assert out[0] == (known, known)
+    assert out[1][1].call_id == "c0"
 
 
 def test_bench_json_contract():
