@@ -438,10 +438,14 @@ class Tagger:
         contrib = [v * self.W_ctx[j, a] for j, v in enumerate(ctx)]
         return "context:" + self.ctx_names[int(np.argmax(contrib))]
 
-    def _write_back(self, calls, b: Batch, out: dict) -> None:
+    def distinct_rows(self, out: dict) -> tuple[np.ndarray, list, list, list]:
+        """Group the rows of a :meth:`tag_batch` result by (act set, evidence, phase).
+
+        Returns ``inv`` (each row's group) and, per group, its acts tuple, its
+        evidence dict (act → cue) and its phase name. Real archives have few
+        distinct groups, so per-row output is a lookup instead of new objects.
+        """
         acts, phase, ev = out["acts"], out["phase"], out["ev_ids"]
-        # Few distinct (act set, evidence, phase) rows exist: build each once, then per
-        # utterance only copy a list and a dict and store three attributes (C-level loops).
         codes = acts.astype(np.int64) @ (1 << np.arange(NA, dtype=np.int64))
         n_acts = acts.sum(axis=1)
         M = len(self._all_names) + 1
@@ -459,6 +463,12 @@ class Tagger:
             labels.append(lab)
             evs.append({a: self._all_names[e - 1] for a, e in zip(lab, E[r].tolist())})
             phs.append(PHASES[phase[r]])
+        return inv, labels, evs, phs
+
+    def _write_back(self, calls, b: Batch, out: dict) -> None:
+        # Build each distinct (act set, evidence, phase) row once, then per utterance
+        # only copy a list and a dict and store three attributes (C-level loops).
+        inv, labels, evs, phs = self.distinct_rows(out)
         inv = inv.tolist()
         flat = [u for c in calls for u in c]
         deque(map(setattr, flat, repeat("acts"), map(list, map(labels.__getitem__, inv))), maxlen=0)
@@ -594,14 +604,24 @@ def summarise_reference(utterances) -> dict:
     return out
 
 
-def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray) -> list[dict]:
-    """:func:`summarise_reference` for every call of a batch, with array reductions."""
+BIG = np.iinfo(np.int64).max  # "no such row" in :func:`call_measures`
+
+
+def call_measures(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray) -> dict:
+    """The per-call quantities behind the summaries, as arrays over the ``B`` calls of a batch.
+
+    Row numbers (``emp``, ``info``, ``emo``, ``nxt``, ``wm``: the first counsellor empathic act,
+    counsellor information, caller emotion, empathic act after that emotion, what-more) are
+    batch rows, :data:`BIG` when absent. ``amount_t``/``amount_w``/``present``/``bc`` are
+    ``(B, 4)`` over :data:`SPK`. :func:`summarise_batch` turns them into dicts; columnar
+    callers (:mod:`speechpipe.tagger_table`) use them as they are.
+    """
     B = len(b.offsets) - 1
     n = b.n
     lens = np.diff(b.offsets)
     calls = b.call_index()
     idx = np.arange(n)
-    big = np.iinfo(np.int64).max
+    big = BIG
     ph = phase.astype(np.int64)
     first = np.zeros(n, bool)
     first[b.offsets[:-1][lens > 0]] = True
@@ -650,6 +670,19 @@ def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text
     sil_s = np.bincount(calls[sil], weights=gap[sil], minlength=B)
     ov_n = np.bincount(calls[ovm], minlength=B)
     ov_s = np.bincount(calls[ovm], weights=ovs[ovm], minlength=B)
+    return dict(lens=lens, reo=reo, emp=emp, info=info, emo=emo, nxt=nxt, wm=wm, timed=timed, t0=t0, t1=t1,
+                amount_t=amount_t, amount_w=amount_w, present=present, bc=bc, holds=holds,
+                sil_n=sil_n, sil_s=sil_s, ov_n=ov_n, ov_s=ov_s)
+
+
+def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray) -> list[dict]:
+    """:func:`summarise_reference` for every call of a batch, with array reductions."""
+    m = call_measures(b, acts, phase, n_tokens_text)
+    B, big = len(b.offsets) - 1, BIG
+    lens, reo, emp, info, emo, nxt, wm, timed, t0, t1 = (m[k] for k in ("lens", "reo", "emp", "info", "emo", "nxt", "wm",
+                                                                          "timed", "t0", "t1"))
+    amount_t, amount_w, present, bc, holds = m["amount_t"], m["amount_w"], m["present"], m["bc"], m["holds"]
+    sil_n, sil_s, ov_n, ov_s = m["sil_n"], m["sil_s"], m["ov_n"], m["ov_s"]
 
     # Python lists from here on: per-call dict building on numpy scalars is slow.
     starts = b.start.tolist()
