@@ -446,8 +446,12 @@ class Tagger:
         distinct groups, so per-row output is a lookup instead of new objects.
         """
         acts, phase, ev = out["acts"], out["phase"], out["ev_ids"]
-        codes = acts.astype(np.int64) @ (1 << np.arange(NA, dtype=np.int64))
-        n_acts = acts.sum(axis=1)
+        # act set as a bit code: packbits is ~5x cheaper than an int64 matrix product
+        packed = np.packbits(acts, axis=1, bitorder="little").astype(np.int64)
+        codes = np.zeros(len(acts), dtype=np.int64)
+        for j in range(packed.shape[1]):
+            codes |= packed[:, j] << (8 * j)
+        n_acts = np.count_nonzero(acts, axis=1)
         M = len(self._all_names) + 1
         k = int(n_acts.max()) if len(n_acts) else 0
         E = np.zeros((len(codes), k), dtype=np.int64)  # evidence ids + 1 per act slot, 0 = none
@@ -456,7 +460,8 @@ class Tagger:
         inv = pd.factorize(codes * 4 + phase)[0]
         for j in range(k):  # refine the row key one evidence slot at a time (exact, never overflows)
             inv = pd.factorize(inv * M + E[:, j])[0]
-        first = np.unique(inv, return_index=True)[1]
+        first = np.full(int(inv.max()) + 1 if len(inv) else 0, len(inv), dtype=np.int64)
+        np.minimum.at(first, inv, np.arange(len(inv)))  # first row of each group (no sort)
         labels, evs, phs = [], [], []
         for r in first.tolist():
             lab = tuple(a for j, a in enumerate(ACTS) if acts[r, j])

@@ -34,15 +34,41 @@ def _metrics_table(title: str, m: dict):
     return t
 
 
+def _tag_table_file(tagger, path: Path, out: Path, con) -> int:
+    """Re-tag one utterance table; returns 1 if it failed (reported and logged), else 0."""
+    from ..cli import fail_line, failure_reason, log_failure
+    from ..tagger_table import TableError, tag_parquet
+
+    try:
+        utts, calls, n_utt, n_calls = tag_parquet(tagger, path, out)
+    except TableError as e:
+        con.print(fail_line(path, e.reason))
+        log_failure(out, path, e.reason, e)
+        return 1
+    except Exception as e:  # one bad file never stops the others
+        reason = failure_reason(e)
+        con.print(fail_line(path, reason))
+        log_failure(out, path, reason, e)
+        return 1
+    con.print(f"[green]done[/green] {path} → {utts} ({n_utt} utterances), {calls} ({n_calls} calls)")
+    return 0
+
+
 def register(app, eval_app):
     @app.command("tag")
     def tag(
-        transcripts: List[Path] = typer.Argument(..., help="Transcripts in the gold format (utterances with speaker and text)."),
+        transcripts: List[Path] = typer.Argument(..., help="Transcripts in the gold format (utterances with speaker and text), "
+                                                 "or utterance tables (.parquet: call_id, speaker, text, as `run` exports them)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory for DIR/<call_id>.json."),
         redact: bool = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses."),
         model: Optional[Path] = MODEL,
     ):
-        """Tag acts, phases and call structure from text; gold labels in the files are ignored."""
+        """Tag acts, phases and call structure from text; gold labels in the files are ignored.
+
+        A .parquet utterance table is re-tagged as a table (columnar, bounded memory):
+        OUT/<stem>.parquet gets its rows with acts, phase and evidence, OUT/<stem>.calls.parquet
+        one row per call with the call measures.
+        """
         from ..cli import console, fail_line, failure_reason, log_failure
         from ..records import CallResult
         from ..tagger_train import GoldError, load_gold
@@ -56,6 +82,9 @@ def register(app, eval_app):
         private_dir(out)
         calls, failed = [], 0
         for path in transcripts:
+            if path.suffix.lower() == ".parquet":
+                failed += _tag_table_file(tagger, path, out, con)
+                continue
             try:
                 calls.append(load_gold(path))
             except GoldError as e:
