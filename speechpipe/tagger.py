@@ -393,28 +393,19 @@ class Tagger:
         rows, cols = np.nonzero(out["acts"])
         return rows, cols, out["ev_names"]
 
-    def _text_evidence(self, Xt) -> np.ndarray:
-        """Per unique text and act: column of the best positive n-gram (family weight folded in) or flag, else -1."""
+    def _text_evidence(self, Xt) -> "TextEvidence":
+        """Per unique text and act: column of the best positive n-gram (family weight folded in) or flag, else -1
+        (computed on demand, for the (text, act) pairs that are predicted)."""
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
         Xe = Xt[:, list(range(nv)) + list(range(nv + nf, self.fs.n_text))].tocsr()
         W = np.vstack([self.W_ev, self.W_text[nv + nf:, :NA]])
-        best = np.full((Xe.shape[0], NA), -1, dtype=np.int64)
-        if Xe.nnz:
-            row_of = np.repeat(np.arange(Xe.shape[0]), np.diff(Xe.indptr))
-            contrib = Xe.data[:, None] * W[Xe.indices]
-            for a in range(NA):
-                order = np.lexsort((-contrib[:, a], row_of))  # per row, largest first, ties to lowest column
-                first = np.unique(row_of[order], return_index=True)[1]
-                r, k = row_of[order][first], order[first]
-                pos = contrib[k, a] > 0
-                best[r[pos], a] = Xe.indices[k[pos]]
-        return best
+        return TextEvidence(Xe, W)
 
     def _evidence_names(self, b: Batch, acts: np.ndarray, ctx_rows, best: np.ndarray) -> np.ndarray:
         """Evidence of every predicted act (row-major) as ids into ``_all_names``;
         ``ctx_rows(rows)`` gives full context rows."""
         rows, cols = np.nonzero(acts)  # row-major: per row, acts in ACTS order
-        ev = best[b.text_code[rows], cols]
+        ev = best(b.text_code[rows], cols)
         need = ev < 0
         if need.any():
             cc = (ctx_rows(rows[need]) * self.W_ctx[:, cols[need]].T).argmax(axis=1)
@@ -479,6 +470,48 @@ class Tagger:
         deque(map(setattr, flat, repeat("acts"), map(list, map(labels.__getitem__, inv))), maxlen=0)
         deque(map(setattr, flat, repeat("phase"), map(phs.__getitem__, inv)), maxlen=0)
         deque(map(setattr, flat, repeat("evidence"), map(dict.copy, map(evs.__getitem__, inv))), maxlen=0)
+
+
+class TextEvidence:
+    """Best evidence column per (distinct text, act): the n-gram or flag with the largest positive
+    contribution ``x * W[col, act]`` (ties to the lowest column), -1 if none.
+
+    Computed only for the pairs asked for and remembered: real ASR archives have about
+    one distinct text per utterance, and only the ~1 act predicted per utterance needs
+    its cue, so scoring every text against all 17 acts up front would be ~17x the work.
+    """
+
+    UNKNOWN = -2
+
+    def __init__(self, Xe, W: np.ndarray):
+        self.indptr, self.indices, self.data = Xe.indptr.astype(np.int64), Xe.indices.astype(np.int64), Xe.data
+        self.W = W
+        self.memo = np.full((Xe.shape[0], W.shape[1]), self.UNKNOWN, dtype=np.int32)
+
+    def __call__(self, t: np.ndarray, a: np.ndarray) -> np.ndarray:
+        t, a = np.asarray(t, dtype=np.int64), np.asarray(a, dtype=np.int64)
+        ask = self.memo[t, a] == self.UNKNOWN
+        if ask.any():
+            self._fill(np.unique(t[ask] * self.W.shape[1] + a[ask]))
+        return self.memo[t, a].astype(np.int64)
+
+    def _fill(self, keys: np.ndarray) -> None:
+        na = self.W.shape[1]
+        ut, ua = keys // na, keys % na
+        lens = self.indptr[ut + 1] - self.indptr[ut]
+        res = np.full(len(keys), -1, dtype=np.int64)
+        has = lens > 0
+        if has.any():
+            ht, ha, hl = ut[has], ua[has], lens[has]
+            seg = np.cumsum(hl) - hl  # where each pair's run starts in the expanded arrays
+            idx = np.repeat(self.indptr[ht] - seg, hl) + np.arange(int(hl.sum()))
+            cols = self.indices[idx]
+            contrib = self.data[idx] * self.W[cols, np.repeat(ha, hl)]
+            top = np.maximum.reduceat(contrib, seg)
+            none = np.iinfo(np.int64).max
+            low = np.minimum.reduceat(np.where((contrib == np.repeat(top, hl)) & (contrib > 0), cols, none), seg)
+            res[has] = np.where(low == none, -1, low)
+        self.memo[ut, ua] = res
 
 
 def _call_chunks(offsets: np.ndarray, rows: int):
