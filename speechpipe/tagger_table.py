@@ -236,6 +236,8 @@ def tag_parquet(tagger: Tagger, src: str | os.PathLike, out_dir: str | os.PathLi
     from .writers import atomic_path
 
     src = Path(src)
+    if not src.is_file():
+        raise TableError(src, "no such file")
     try:
         pf = pq.ParquetFile(src)
     except Exception as e:  # not Parquet, truncated, unreadable

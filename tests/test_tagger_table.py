@@ -142,6 +142,8 @@ def test_bad_tables_name_the_file_and_the_problem(tagger, tmp_path):
     junk.write_bytes(b"not parquet at all")
     with pytest.raises(TableError, match="junk.parquet: cannot read as Parquet"):
         tag_parquet(tagger, junk, tmp_path / "o")
+    with pytest.raises(TableError, match="nowhere.parquet: no such file"):
+        tag_parquet(tagger, tmp_path / "nowhere.parquet", tmp_path / "o")
     # two runs of the same call in different chunks
     split = tmp_path / "split.parquet"
     pq.write_table(pa.table({"call_id": ["a", "a", "b", "a"], "speaker": ["caller"] * 4, "text": ["Hei"] * 4}), split)
