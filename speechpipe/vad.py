@@ -175,6 +175,7 @@ def tight_speech_regions(
     min_speech_s: float = 0.1,
     pad_s: float = 0.1,
     loose: list[tuple[float, float]] | None = None,
+    min_peak: float = 0.0,
 ) -> list[tuple[float, float]]:
     """Speech regions for *who spoke when*: pauses left out, edges trimmed.
 
@@ -187,7 +188,9 @@ def tight_speech_regions(
     0.15 with 0.25 s bridging), so a noise burst alone is not speech. Gaps
     shorter than ``merge_gap_s`` are closed (a reference transcript does not
     split a turn at a stop consonant), bursts shorter than ``min_speech_s``
-    dropped, the rest padded by ``pad_s``.
+    dropped, and so is a region where Silero never reaches ``min_peak``
+    (energy may extend speech that Silero heard, not create it: a click or
+    a rustle between turns), the rest padded by ``pad_s``.
 
     Parameters
     ----------
@@ -235,6 +238,8 @@ def tight_speech_regions(
     out = []
     for s, t in merged:
         if (t - s) * ENERGY_HOP_S < min_speech_s:
+            continue
+        if min_peak > 0 and probs[idx[s:t]].max() < min_peak:
             continue
         a, b = max(0.0, s * ENERGY_HOP_S - pad_s), min(duration, t * ENERGY_HOP_S + pad_s)
         if out and a < out[-1][1]:  # padding made neighbours overlap: meet halfway
