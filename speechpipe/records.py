@@ -88,7 +88,7 @@ class Word:
     prob: float = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Utterance:
     """One speaker's stretch of speech.
 
