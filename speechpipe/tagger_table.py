@@ -72,11 +72,14 @@ def _codes(col):
     return codes, enc.dictionary.to_pylist()
 
 
-def _floats(col) -> np.ndarray:
+def _floats(table, name: str, path) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return pc.cast(col, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    try:
+        return pc.cast(table[name], pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise TableError(path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})")
 
 
 def encode_table(table, path="<table>"):
@@ -102,7 +105,7 @@ def encode_table(table, path="<table>"):
     if n and np.any(np.diff(call) < 0):
         raise TableError(path, "the rows of a call are not contiguous (sort the table by call_id, idx)")
     if "idx" in table.column_names and n:
-        idx = _floats(table["idx"])
+        idx = _floats(table, "idx", path)
         if np.any((np.diff(idx) < 0) & (np.diff(call) == 0)):
             order = np.lexsort((idx, call))
             table = table.take(pa.array(order))
@@ -122,8 +125,8 @@ def encode_table(table, path="<table>"):
         rise = rise.to_numpy(zero_copy_only=False).astype(bool)
     else:
         rise = np.zeros(n, dtype=bool)
-    start = _floats(table["start"]) if "start" in table.column_names else np.full(n, np.nan)
-    end = _floats(table["end"]) if "end" in table.column_names else np.full(n, np.nan)
+    start = _floats(table, "start", path) if "start" in table.column_names else np.full(n, np.nan)
+    end = _floats(table, "end", path) if "end" in table.column_names else np.full(n, np.nan)
     return Batch(texts, text_code, spk, rise, start, end, offsets), table, call_ids
 
 

@@ -138,6 +138,8 @@ def test_bad_tables_name_the_file_and_the_problem(tagger, tmp_path):
         tag_table(tagger, t.drop(["speaker"]), "x.parquet")
     with pytest.raises(TableError, match="without a call_id"):
         tag_table(tagger, pa.table({"call_id": [None, "a"], "speaker": ["caller"] * 2, "text": ["Hei", "Ja"]}))
+    with pytest.raises(TableError, match="x.parquet: column start is not numeric"):
+        tag_table(tagger, pa.table({"call_id": ["a"], "speaker": ["caller"], "text": ["Hei"], "start": ["noon"]}), "x.parquet")
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"not parquet at all")
     with pytest.raises(TableError, match="junk.parquet: cannot read as Parquet"):
