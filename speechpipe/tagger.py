@@ -92,7 +92,8 @@ class Tagger:
     def __init__(self, meta: dict, arrays: dict, backend: str = "numpy", device: str | None = None):
         self.meta = meta
         self.name = meta.get("name", MODEL_STEM)
-        self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False))
+        self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False),
+                               chars=meta.get("char_vocab"))
         self.W_text = np.asarray(arrays["W_text"], dtype=np.float64)
         self.W_ctx = np.asarray(arrays["W_ctx"], dtype=np.float64)
         self.bias = np.asarray(arrays["bias"], dtype=np.float64)
@@ -128,7 +129,8 @@ class Tagger:
         # Evidence: each n-gram's own weight plus the weight of the cue families it belongs to.
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
         self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv:nv + nf, :NA]
-        self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:]]
+        # character n-grams never name evidence (a word or flag is what a person can check)
+        self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:self.fs.n_ev]]
         self._ev_names_arr = np.array(self.ev_names, dtype=object)
         self.ctx_names = list(self.fs.ctx_names) + (stack_names(ACTS) if self.stacked else [])
         self._ctx_names_arr = np.array([f"context:{n}" for n in self.ctx_names], dtype=object)
@@ -397,8 +399,8 @@ class Tagger:
         """Per unique text and act: column of the best positive n-gram (family weight folded in) or flag, else -1
         (computed on demand, for the (text, act) pairs that are predicted)."""
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
-        Xe = Xt[:, list(range(nv)) + list(range(nv + nf, self.fs.n_text))].tocsr()
-        W = np.vstack([self.W_ev, self.W_text[nv + nf:, :NA]])
+        Xe = Xt[:, list(range(nv)) + list(range(nv + nf, self.fs.n_ev))].tocsr()
+        W = np.vstack([self.W_ev, self.W_text[nv + nf:self.fs.n_ev, :NA]])
         return TextEvidence(Xe, W)
 
     def _evidence_names(self, b: Batch, acts: np.ndarray, ctx_rows, best: np.ndarray) -> np.ndarray:
@@ -418,7 +420,7 @@ class Tagger:
         for c in cols:
             if c < nv:
                 w, name = self.W_ev[c, a], self.ev_names[c]
-            elif c >= nv + nf:
+            elif nv + nf <= c < self.fs.n_ev:
                 w, name = self.W_text[c, a], self.ev_names[c - nf]
             else:
                 continue

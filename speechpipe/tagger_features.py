@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .tagger_text import (CUE_FAMILIES, FAMILY_PAIRS, MINIMAL, NgramIndex, normalise_tokens, text_flags_reference,
-                          text_ngram_matrix, word_features)
+from .tagger_text import (CUE_FAMILIES, FAMILY_PAIRS, MINIMAL, NgramIndex, normalise_tokens, text_char_grams,
+                          text_flags_reference, text_ngram_matrix, word_features)
 
 SPK = ("counsellor", "caller", "other", "unknown")
 SPK_CODE = {s: i for i, s in enumerate(SPK)}
@@ -132,7 +132,8 @@ def _times(values, n: int) -> np.ndarray:
 class FeatureSpace:
     """Column layout of both blocks, fixed by the n-gram vocabulary of a trained model."""
 
-    def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False):
+    def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False,
+                 chars: list[str] | None = None):
         self.families = dict(families if families is not None else CUE_FAMILIES)
         fam_phrases = sorted({p for ps in self.families.values() for p in ps})
         # Family phrases are always n-gram columns, even when unseen in training.
@@ -147,7 +148,11 @@ class FeatureSpace:
                 cols.append(f)
         self.fam_matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.vocab), len(self.fam_names)))
         self.fam_col = {n: i for i, n in enumerate(self.fam_names)}
-        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA]
+        # Character n-grams (tagger-v3) come last in the text block: [n-grams | families | flags | chars].
+        self.chars = list(chars or [])
+        self.char_col = {g: i for i, g in enumerate(self.chars)}
+        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA, *(f"chr:{g}" for g in self.chars)]
+        self.n_ev = len(self.text_names) - len(self.chars)  # text columns that may name evidence (not chars)
         self.ctx_names = [
             *(f"spk:{s}" for s in SPK), "q_utt", *(f"pos:{k}" for k in range(N_POS)), "first", "last2",
             "prev_same", "next_same", "prev_q_other", "minimal_after_q", "prev_what_more", "other_first",
@@ -164,7 +169,10 @@ class FeatureSpace:
     # -- vectorised ---------------------------------------------------------
     def text_block(self, texts):
         """Sparse text features of each text, plus what the context block needs from them."""
-        Xn, flags, ntok, nmin = text_ngram_matrix(texts, self.index)
+        if self.chars:
+            Xn, flags, ntok, nmin, Xc = text_ngram_matrix(texts, self.index, self.char_col)
+        else:
+            Xn, flags, ntok, nmin = text_ngram_matrix(texts, self.index)
         fam = (Xn @ self.fam_matrix) > 0
         fam = np.asarray(fam.todense()) if sp.issparse(fam) else np.asarray(fam)
         lens = np.stack([ntok >= b for b in LEN_BINS], axis=1)
@@ -173,7 +181,8 @@ class FeatureSpace:
         fc = self.fam_col
         pairs = [fam[:, fc[a]] & fam[:, fc[b]] for a, b in FAMILY_PAIRS]
         extra = np.column_stack([flags, lens, all_min, short_min, *pairs]).astype(np.float64)
-        Xt = sp.hstack([Xn, sp.csr_matrix(fam.astype(np.float64)), sp.csr_matrix(extra)], format="csr")
+        blocks = [Xn, sp.csr_matrix(fam.astype(np.float64)), sp.csr_matrix(extra)] + ([Xc] if self.chars else [])
+        Xt = sp.hstack(blocks, format="csr")
         fc = self.fam_col
         qlike = flags[:, 0] | fam[:, fc["open_q"]] | fam[:, fc["closed_q"]]
         aux = {"qmark": flags[:, 0], "qlike": qlike, "all_min": all_min, "fam": fam, "n_tokens": ntok}
@@ -317,6 +326,7 @@ class FeatureSpace:
         extra = [qmark, excl, shout, *(nt >= b for b in LEN_BINS), all_min, short_min, *pairs]
         cols += [nv + f for f, on in enumerate(fam) if on]
         cols += [nv + len(fam) + j for j, on in enumerate(extra) if on]
+        cols += sorted(self.n_ev + self.char_col[g] for g in text_char_grams(toks) if g in self.char_col)
         fc = self.fam_col
         aux = {"qmark": qmark, "qlike": qmark or fam[fc["open_q"]] or fam[fc["closed_q"]], "all_min": all_min,
                "fam": fam, "n_tokens": nt}

@@ -221,6 +221,29 @@ def word_features(tokens: list[str]) -> list[str]:
     return ngrams(tokens) + prefixes(tokens)
 
 
+CHAR_N = (3, 5)  # character n-gram lengths, within word boundaries
+NO_CHARS = frozenset((NUM,))
+
+
+def char_grams(token: str, n: tuple = CHAR_N) -> list[str]:
+    """Character n-grams of one canonical token padded with spaces (as scikit-learn's ``char_wb``).
+
+    Inflections, dialect spellings and ASR slips of a word share most of them.
+
+    >>> char_grams("redd")
+    [' re', 'red', 'edd', 'dd ', ' red', 'redd', 'edd ', ' redd', 'redd ']
+    """
+    if token in NO_CHARS:
+        return []
+    w = f" {token} "
+    return [w[i:i + k] for k in range(n[0], n[1] + 1) for i in range(len(w) - k + 1)]
+
+
+def text_char_grams(tokens: list[str]) -> set[str]:
+    """All character n-grams of a token list (a set: features are binary)."""
+    return {g for t in tokens for g in char_grams(t)}
+
+
 def text_flags_reference(text: str) -> tuple[bool, bool, bool]:
     """``(question mark, exclamation mark, shouted word)`` for one raw text."""
     t = BRACKETS.sub(" ", text)
@@ -273,7 +296,7 @@ class NgramIndex:
         return np.where(hit, self.sorted_cols[pos], -1)
 
 
-def text_ngram_matrix(texts, index: NgramIndex):
+def text_ngram_matrix(texts, index: NgramIndex, char_col: dict | None = None):
     """Binary n-gram matrix and flags for many texts with no per-text Python loop.
 
     Parameters
@@ -291,6 +314,10 @@ def text_ngram_matrix(texts, index: NgramIndex):
     n_tokens : ndarray of int
     n_minimal : ndarray of int
         tokens that are minimal responses (:data:`MINIMAL`).
+    Xc : scipy.sparse.csr_matrix, shape (len(texts), len(char_col))
+        Only when ``char_col`` (character n-gram → column) is given: 1 where a
+        :func:`char_grams` feature occurs. Computed per distinct token, then one
+        sparse product (texts × tokens) @ (tokens × character n-grams).
 
     Examples
     --------
@@ -302,7 +329,8 @@ def text_ngram_matrix(texts, index: NgramIndex):
     n = len(texts)
     nf = len(index.vocab)
     if n == 0:
-        return sp.csr_matrix((0, nf), dtype=np.float64), np.zeros((0, 3), bool), np.zeros(0, int), np.zeros(0, int)
+        out = sp.csr_matrix((0, nf), dtype=np.float64), np.zeros((0, 3), bool), np.zeros(0, int), np.zeros(0, int)
+        return out if char_col is None else (*out, sp.csr_matrix((0, len(char_col)), dtype=np.float64))
     raw = SEP.join(texts)
     if raw.count(SEP) != n - 1:  # a text contained the separator itself: make it harmless
         raw = SEP.join(t.replace(SEP, " ") for t in texts)
@@ -368,4 +396,21 @@ def text_ngram_matrix(texts, index: NgramIndex):
     X = sp.csr_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(n, nf))
     X.sum_duplicates()
     X.data[:] = 1.0
-    return X, flags, n_tokens, n_minimal
+    if char_col is None:
+        return X, flags, n_tokens, n_minimal
+    # Character n-grams: a (distinct token × feature) table built once per distinct surface
+    # token, then text rows = occurrences (texts × distinct tokens) @ that table.
+    tr, tc = [], []
+    for j, (u, c) in enumerate(zip(uniq, canon)):
+        if u == SEP:
+            continue
+        cs = {char_col[g] for g in char_grams(c) if g in char_col}
+        tr += [j] * len(cs)
+        tc += cs
+    T = sp.csr_matrix((np.ones(len(tr)), (tr, tc)), shape=(len(uniq), len(char_col)))
+    flat_inv = inv.reshape(-1)
+    wtok = flat_inv[words]
+    O = sp.csr_matrix((np.ones(len(wtok)), (owner_tok[1:-1][words], wtok)), shape=(n, len(uniq)))
+    Xc = (O @ T).tocsr()
+    Xc.data[:] = 1.0
+    return X, flags, n_tokens, n_minimal, Xc

@@ -30,7 +30,7 @@ from .records import ACTS, Utterance
 from .tagger import CALLER_ACTS, COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
 from .tagger_features import REOPEN_NAMES, REOPEN_STACK, FeatureSpace, encode_calls, reopen_stack_cols, stack_block
 from .tagger_phases import PHASES, transition_matrix
-from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens, word_features
+from .tagger_text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens, text_char_grams, word_features
 
 VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
 
@@ -126,7 +126,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
         unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
         stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True,
-        tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7)) -> Tagger:
+        tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7), chars: bool = False, char_min_df: int = 2,
+        char_scale: float = 1.0, unbalanced_acts: tuple = ()) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -138,17 +139,22 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     from sklearn.linear_model import LogisticRegression
 
     kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
-               end_features=end_features, prefixes=prefixes)
+               end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df, char_scale=char_scale,
+               unbalanced_acts=unbalanced_acts)
 
     train = list(calls)
     if augment:
         train += [asr_copy(c, seed + k) for k, c in enumerate(calls)]
-    df = Counter()
+    df, cdf = Counter(), Counter()
     for c in train:
         for u in c["utterances"]:
-            df.update(set(word_features(normalise_tokens(u.text))) if prefixes else set(ngrams(normalise_tokens(u.text))))
+            toks = normalise_tokens(u.text)
+            df.update(set(word_features(toks)) if prefixes else set(ngrams(toks)))
+            if chars:
+                cdf.update(text_char_grams(toks))
     vocab = sorted(g for g, n in df.items() if n >= min_df)
-    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features)
+    char_vocab = sorted(g for g, n in cdf.items() if n >= char_min_df)
+    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab)
     X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
@@ -163,6 +169,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     nv, nf = len(fs.vocab), len(fs.fam_names)
     scale = np.ones(X.shape[1])
     scale[nv:nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
+    scale[fs.n_ev:nt] = char_scale
     scale[nt + nc:] = stack_scale
     X = (X @ sp.diags(scale)).tocsr()
     W = np.zeros((X.shape[1], NA + 4))
@@ -182,7 +189,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
             bias[k] = -20.0
             continue
         # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
-        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", class_weight="balanced" if balanced else None)
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", class_weight="balanced" if balanced and a not in unbalanced_acts else None)
         m.fit(Xa[rows], y)
         W[:, k] = m.coef_[0][:X.shape[1]]
         W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
@@ -225,6 +232,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     meta = {
         "name": name or MODEL_STEM,
         "vocab": fs.vocab,
+        "char_vocab": fs.chars,
         "families": fs.families,
         "acts": list(ACTS),
         "phases": list(PHASES),
@@ -239,7 +247,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
                      "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
                      "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
                      "stack_scale": stack_scale, "prefixes": prefixes, "tune_thresholds": tune_thresholds,
-                     "threshold_range": list(threshold_range)},
+                     "threshold_range": list(threshold_range), "chars": chars, "char_min_df": char_min_df,
+                     "char_scale": char_scale, "unbalanced_acts": list(unbalanced_acts)},
         "end_features": end_features,
         "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }

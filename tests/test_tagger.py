@@ -127,8 +127,49 @@ def test_text_features_vectorised_equal_reference(tagger, mixed_calls):
     Xt, aux = tagger.fs.text_block(texts)
     for i, t in enumerate(texts):
         cols, a = tagger.fs.text_features_ref(t)
-        assert Xt[i].indices.tolist() == cols, t
+        assert sorted(Xt[i].indices.tolist()) == cols, t
         assert bool(aux["qlike"][i]) == bool(a["qlike"])
+
+
+@pytest.fixture(scope="session")
+def char_tagger(gold):
+    """A small model with character n-grams and phase → act stacking (the round-5 options, off in tagger-v2)."""
+    from speechpipe.tagger_train import fit
+
+    return fit(gold[:6], chars=True, char_scale=0.3, phase_acts=True, inner_folds=2, tune_thresholds=0)
+
+
+def test_char_ngram_model_vectorised_equals_reference(char_tagger, mixed_calls):
+    fs = char_tagger.fs
+    assert fs.chars and fs.n_text == fs.n_ev + len(fs.chars) and char_tagger._use_pa
+    texts = sorted({u.text for c in mixed_calls for u in c}) + ["", "[gråter]", "12 ok 7", "ikkje æ bekymra"]
+    Xt, _ = fs.text_block(texts)
+    assert (Xt[:, fs.n_ev:].getnnz(axis=1)[:-4] > 0).mean() > 0.9  # active on nearly every text
+    for i, t in enumerate(texts):
+        assert sorted(Xt[i].indices.tolist()) == fs.text_features_ref(t)[0], t
+    a, b = _fresh(mixed_calls), _fresh(mixed_calls)
+    assert char_tagger.tag_calls(a) == [char_tagger.tag_call_reference(c) for c in b]
+    for ca, cb in zip(a, b):
+        for u, v in zip(ca, cb):
+            assert (u.acts, u.phase, u.evidence) == (v.acts, v.phase, v.evidence), u.text
+    # character n-grams never name evidence: a person must be able to find the cue in the text
+    assert not any(e.startswith("text:chr:") for c in a for u in c for e in u.evidence.values())
+    assert sum(len(u.acts) for c in a for u in c) > 500
+
+
+def test_char_ngrams_share_spelling_variants():
+    """Inflections and ASR/dialect spellings of a word share character n-grams that whole words miss."""
+    from speechpipe.tagger_features import FeatureSpace
+    from speechpipe.tagger_text import char_grams
+
+    words = ["bekymret", "bekymra", "bekymringer", "meldekortet", "meldekorta"]
+    fs = FeatureSpace(["ja"], chars=sorted({g for w in words[::2] for g in char_grams(w)}))
+    Xt, _ = fs.text_block([*words, "BEKYMRA!", "ja"])
+    C = (Xt[:, fs.n_ev:] > 0).toarray()
+    assert (C[0] & C[1]).sum() >= 5 and (C[0] & C[2]).sum() >= 5 and (C[3] & C[4]).sum() >= 8
+    assert (C[0] & C[3]).sum() <= 1 and not C[6].any()  # unrelated words share at most an ending («et »)
+    assert (C[5] == C[1]).all()  # case and punctuation do not matter
+    assert char_grams("<num>") == [] and set(char_grams("ja")) == {" ja", "ja ", " ja "}
 
 
 def test_stacked_second_pass(tagger, mixed_calls):
