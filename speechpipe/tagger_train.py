@@ -232,7 +232,6 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     meta = {
         "name": name or MODEL_STEM,
         "vocab": fs.vocab,
-        "char_vocab": fs.chars,
         "families": fs.families,
         "acts": list(ACTS),
         "phases": list(PHASES),
@@ -247,11 +246,16 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
                      "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
                      "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
                      "stack_scale": stack_scale, "prefixes": prefixes, "tune_thresholds": tune_thresholds,
-                     "threshold_range": list(threshold_range), "chars": chars, "char_min_df": char_min_df,
-                     "char_scale": char_scale, "unbalanced_acts": list(unbalanced_acts)},
+                     "threshold_range": list(threshold_range)},
         "end_features": end_features,
         "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }
+    # Round-5 options are written only when used, so a default rebuild stays byte-identical to tagger-v2.
+    if chars:
+        meta["char_vocab"] = fs.chars
+        meta["training"].update(chars=chars, char_min_df=char_min_df, char_scale=char_scale)
+    if unbalanced_acts:
+        meta["training"]["unbalanced_acts"] = list(unbalanced_acts)
     arrays = {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen, "W_phase_act": W_pa}
     if level1 is not None:
         arrays.update(W1_text=level1.W_text[:, :NA], W1_ctx=level1.W_ctx[:, :NA], b1=level1.bias[:NA])
