@@ -37,7 +37,7 @@ def register(app, eval_app):
     ):
         """Diarise each recording and report DER, miss, false alarm, confusion (pyannote.metrics)."""
         from rich.console import Console
-        from rich.table import Table
+        from rich.table import Column, Table
 
         from ..audio import AudioError, load_audio
         from ..diarization import DiarizationError, build_diarizer
@@ -53,11 +53,13 @@ def register(app, eval_app):
         except DiarizationError as e:
             con.print(f"[red]error[/red] {e}")
             raise typer.Exit(2)
+        from pyannote.core import Timeline
         from pyannote.metrics.diarization import DiarizationErrorRate
 
         total = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)
-        table = Table("file", "DER %", "miss %", "false alarm %", "confusion %", "speakers ref/hyp", "scored s",
-                      title=f"Diarisation ({d.name}, collar {collar:g} s)")
+        # fold, never ellipsise, the file name: rcdev-01.wav and rcdev-01.tel.wav must stay distinguishable
+        table = Table(Column("file", overflow="fold"), "DER %", "miss %", "FA %", "confusion %", "speakers", "scored s",
+                      title=f"Diarisation ({d.name}, collar {collar:g} s)", caption="% of scored speech; FA = false alarm; speakers = reference/hypothesis")
         failed = 0
         for i, path in enumerate(audio):
             rttm = ref[i] if len(ref) > 1 else ref[0]
@@ -74,8 +76,11 @@ def register(app, eval_app):
                 con.print(f"[red]failed[/red] {e}")
                 failed += 1
                 continue
-            r = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)(reference, hyp, detailed=True)
-            total(reference, hyp)
+            # scored region = the extent of reference and hypothesis together, stated (pyannote's own
+            # approximation when none is given, minus its warning on every file)
+            uem = Timeline([(reference.get_timeline() | hyp.get_timeline()).extent()])
+            r = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)(reference, hyp, uem=uem, detailed=True)
+            total(reference, hyp, uem=uem)
             tot = r["total"] or 1.0
             table.add_row(path.name, f"{100 * r['diarization error rate']:.1f}", f"{100 * r['missed detection'] / tot:.1f}",
                           f"{100 * r['false alarm'] / tot:.1f}", f"{100 * r['confusion'] / tot:.1f}",
