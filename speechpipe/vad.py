@@ -246,3 +246,101 @@ def tight_speech_regions(
             a = out[-1][1] = (a + out[-1][1]) / 2
         out.append([a, b])
     return [(round(float(a), 3), round(float(b), 3)) for a, b in out]
+
+
+def breath_regions(
+    samples: np.ndarray,
+    probs: np.ndarray,
+    regions: list[tuple[float, float]],
+    max_peak: float = 0.35,
+    min_re_speech_db: float = -22.0,
+    block_s: float = 60.0,
+) -> list[tuple[float, float]]:
+    """Audible breaths that energy alone would count as speech.
+
+    Runs the prosody stage's model-free breath detector
+    (:func:`speechpipe.prosody.detect_breaths`: unvoiced, noise-like,
+    low-mid centroid, 150 ms–1 s) over the whole recording and keeps the
+    breaths Silero never scores as speech (every frame below ``max_peak``)
+    that are at most ``-min_re_speech_db`` dB below the speech level (95th
+    percentile of the band level inside ``regions``). Faint breathing inside
+    a turn, which reference transcripts count as part of the turn, stays;
+    a loud breath between turns, which they do not, goes. The signal is
+    analysed in ``block_s`` blocks so memory stays flat on long calls.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        16 kHz mono audio.
+    probs : np.ndarray
+        Silero probabilities per 32 ms frame of the same audio.
+    regions : list of (start, end)
+        Speech regions (seconds) that set the speech level.
+
+    Returns
+    -------
+    list of (start, end)
+        Breaths in seconds, sorted.
+
+    Examples
+    --------
+    >>> sr = 16000; rng = np.random.default_rng(0); t = np.arange(4 * sr) / sr
+    >>> voice = sum(0.1 * np.sin(2 * np.pi * 150 * k * t) for k in range(1, 8)) * (t < 2)
+    >>> from scipy.signal import butter, sosfilt
+    >>> hiss = sosfilt(butter(2, [300, 2500], "bandpass", fs=sr, output="sos"), rng.normal(0, 0.1, len(t)))
+    >>> x = (voice + hiss * ((t > 2.5) & (t < 3.0)) + rng.normal(0, 1e-4, len(t))).astype(np.float32)
+    >>> p = np.where(np.arange(125) < 62, 0.9, 0.05)  # Silero: speech for the first 2 s only
+    >>> [(round(s, 1), round(e, 1)) for s, e in breath_regions(x, p, [(0.0, 2.0), (2.4, 3.1)])]
+    [(2.5, 3.0)]
+    """
+    import soxr
+
+    from .prosody import HOP, SR, _span_mask, detect_breaths, frame_features
+
+    x = np.asarray(samples, dtype=np.float32)
+    probs = np.asarray(probs)
+    if not regions or len(x) == 0 or len(probs) == 0:
+        return []
+    step = int(block_s * SAMPLE_RATE) // (2 * HOP) * (2 * HOP)  # whole 8 kHz frames per block
+    parts = []
+    for a in range(0, len(x), step):
+        f = frame_features(soxr.resample(x[a:a + step], SAMPLE_RATE, SR, quality="HQ").astype(np.float32))
+        # the last frame of a block is centred where the next block's first frame is
+        last = a + step >= len(x)
+        parts.append({k: v if last else v[:-1] for k, v in f.items() if k != "times"})
+    feats = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    e = feats["energy_db"]
+    inside = _span_mask(len(e), regions)
+    if not inside.any():
+        return []
+    level = float(np.percentile(e[inside], 95))
+    out = []
+    for b in detect_breaths(feats, [], level):
+        i, j = int(b["start"] / FRAME_S), int(np.ceil(b["end"] / FRAME_S)) + 1
+        if probs[i:j].max(initial=0.0) < max_peak and b["re_speech_db"] >= min_re_speech_db:
+            out.append((float(b["start"]), float(b["end"])))
+    return out
+
+
+def subtract_regions(
+    regions: list[tuple[float, float]], holes: list[tuple[float, float]], min_s: float = 0.1
+) -> list[tuple[float, float]]:
+    """``regions`` minus ``holes`` (both sorted, disjoint), pieces shorter than ``min_s`` dropped.
+
+    Examples
+    --------
+    >>> subtract_regions([(0.0, 2.0), (3.0, 4.0)], [(0.5, 1.0), (3.95, 5.0)])
+    [(0.0, 0.5), (1.0, 2.0), (3.0, 3.95)]
+    """
+    out = []
+    for s, e in regions:
+        cur = s
+        for hs, he in holes:
+            if he <= cur or hs >= e:
+                continue
+            if hs - cur >= min_s:
+                out.append((cur, hs))
+            cur = max(cur, he)
+        if e - cur >= min_s:
+            out.append((cur, e))
+    return out
