@@ -10,9 +10,10 @@ Three diarisers behind one interface (:func:`build_diarizer`):
   spectral clustering with the number of speakers from the eigengap (and a
   time-consistency test for a third voice that sounds like another) →
   Viterbi resegmentation of window-to-centroid similarities, re-estimated
-  twice, inside tight speech regions (pauses and Silero's slow decay left
-  out: :func:`speechpipe.vad.tight_speech_regions`), so turn boundaries are
-  sharp and short backchannels survive.
+  twice, inside tight speech regions (pauses, Silero's slow decay and loud
+  breaths between turns left out: :func:`speechpipe.vad.tight_speech_regions`,
+  :func:`speechpipe.vad.breath_regions`), so turn boundaries are sharp and
+  short backchannels survive.
 - :class:`PyannoteDiarizer` — a local pyannote.audio pipeline directory.
 
 Every diariser has ``diarize(audio) -> pyannote.core.Annotation`` (audio
