@@ -333,14 +333,17 @@ def subtract_regions(
     [(0.0, 0.5), (1.0, 2.0), (3.0, 3.95)]
     """
     out = []
+    k = 0  # both lists are sorted: one pass over the holes (a 2-hour call has thousands of regions)
     for s, e in regions:
-        cur = s
-        for hs, he in holes:
-            if he <= cur or hs >= e:
-                continue
+        while k < len(holes) and holes[k][1] <= s:
+            k += 1
+        cur, j = s, k
+        while j < len(holes) and holes[j][0] < e:
+            hs, he = holes[j]
             if hs - cur >= min_s:
                 out.append((cur, hs))
             cur = max(cur, he)
+            j += 1
         if e - cur >= min_s:
             out.append((cur, e))
     return out
