@@ -302,7 +302,7 @@ class EmbeddedConfig:
     region_min_peak: float = 0.35
     # loud breaths between turns are not speech (the energy rule takes them in): see vad.breath_regions.
     # Over the 20 dev files: the 16 sim calls 2.4 -> 1.7 % DER (dev-007, heavy breathing, 6.9 -> 1.6 %),
-    # the real recordings unchanged (their in-turn breaths that Silero does not hear are 30-35 dB below speech: they stay).
+    # the real recordings unchanged (their in-turn breaths Silero does not hear are 30-35 dB below speech).
     drop_breaths: bool = True
     breath_max_peak: float = 0.35
     breath_min_re_speech_db: float = -22.0

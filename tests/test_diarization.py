@@ -229,12 +229,14 @@ def test_loud_breaths_between_turns_are_not_speech_but_faint_in_turn_breaths_sta
     assert r["diarization error rate"] < 0.03  # measured 0.016 (0.069)
     breaths = json.loads((sim / "dev-007.ref.json").read_text(encoding="utf-8"))["breaths"]
     speech = hyp.get_timeline().support()
-    heard = [b for b in breaths if speech.crop(Segment(b["start"], b["end"])).duration() > 0.5 * (b["end"] - b["start"])]
+    heard = [b for b in breaths
+             if speech.crop(Segment(b["start"], b["end"])).duration() > 0.5 * (b["end"] - b["start"])]
     assert len(heard) <= 1, heard  # measured 0 of 31
 
     real, real_hyp = diarized("real/dev00.wav")
     dev00 = reference(shared / "audio/real/dev00.rttm").get_timeline().support()
-    found = breath_regions(real.mono, speech_probabilities(real.mono), [(t.start, t.end) for t in real_hyp.get_timeline().support()])
+    regions = [(t.start, t.end) for t in real_hyp.get_timeline().support()]
+    found = breath_regions(real.mono, speech_probabilities(real.mono), regions)
     assert sum(dev00.crop(Segment(a, b)).duration() for a, b in found) < 0.1  # measured 0.0
 
 

@@ -59,7 +59,8 @@ def register(app, eval_app):
         total = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)
         # fold, never ellipsise, the file name: rcdev-01.wav and rcdev-01.tel.wav must stay distinguishable
         table = Table(Column("file", overflow="fold"), "DER %", "miss %", "FA %", "confusion %", "speakers", "scored s",
-                      title=f"Diarisation ({d.name}, collar {collar:g} s)", caption="% of scored speech; FA = false alarm; speakers = reference/hypothesis")
+                      title=f"Diarisation ({d.name}, collar {collar:g} s)",
+                      caption="% of scored speech; FA = false alarm; speakers = reference/hypothesis")
         failed = 0
         for i, path in enumerate(audio):
             rttm = ref[i] if len(ref) > 1 else ref[0]
