@@ -276,6 +276,18 @@ def test_training_is_reproducible(gold):
     assert a.meta["thresholds"] == b.meta["thresholds"]  # chosen by an inner CV, deterministic too
 
 
+def test_default_training_writes_the_shipped_models_keys(gold, tagger, char_tagger):
+    """A default rebuild writes what tagger-v2.json holds, no more (so it can be byte-identical);
+    the round-5 options appear only when used."""
+    from speechpipe.tagger_train import fit
+
+    meta = fit(gold[:3], tune_thresholds=0).meta
+    assert set(meta) == set(tagger.meta) - {"cross_validation"}
+    assert list(meta["training"]) == list(tagger.meta["training"])
+    assert "char_vocab" not in meta and char_tagger.meta["char_vocab"] == char_tagger.fs.chars
+    assert char_tagger.meta["training"]["chars"] is True
+
+
 def test_bad_model_path(tmp_path):
     with pytest.raises(TaggerError, match="cannot load"):
         load_tagger(tmp_path / "nope")
