@@ -26,20 +26,13 @@ import time
 from pathlib import Path
 
 from benchmarks import machine, peak_rss_mb, shared_dir, sim_calls
-from speechpipe.evaluation import role_time_accuracy
-
-
-def _uem(ref, hyp):
-    """Scored region: the extent of reference and hypothesis (pyannote's default, stated, so it does not warn)."""
-    from pyannote.core import Timeline
-
-    return Timeline([(ref.get_timeline() | hyp.get_timeline()).extent()])
+from speechpipe.evaluation import role_time_accuracy, scored_region
 
 
 def _der(ref, hyp, collar):
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    return DiarizationErrorRate(collar=collar)(ref, hyp, uem=_uem(ref, hyp), detailed=True)
+    return DiarizationErrorRate(collar=collar)(ref, hyp, uem=scored_region(ref, hyp), detailed=True)
 
 
 def _rttm(path: Path):
@@ -146,7 +139,7 @@ def run(quick: bool = False) -> dict:
         a = load_audio(f)
         hyp = d.diarize(a)
         r25, r50 = _der(ref, hyp, 0.25), _der(ref, hyp, 0.5)
-        pooled["sim" if f in sims else "real"](ref, hyp, uem=_uem(ref, hyp))
+        pooled["sim" if f in sims else "real"](ref, hyp, uem=scored_region(ref, hyp))
         tot = r25["total"] or 1.0
         row = {"file": f.name, "der_c025": round(100 * r25["diarization error rate"], 1),
                "der_c05": round(100 * r50["diarization error rate"], 1),
@@ -215,7 +208,8 @@ def _print(res: dict) -> None:
     s = res["speed"]
     con.print(f"speed on {s['file']} ({s['audio_s']} s): diarise {s['diarize_s']} s = RTF {s['rtf']}, "
               f"{s['x_vad_time']}× the Silero VAD pass ({s['vad_s']} s)")
-    t = Table(Column("file", overflow="fold", no_wrap=False), "DER c0.25", "DER c0.5", "miss", "FA", "conf", "spk ref/hyp", "role acc", title="DER % (pyannote.metrics)")
+    t = Table(Column("file", overflow="fold"), "DER c0.25", "DER c0.5", "miss", "FA", "conf", "spk ref/hyp", "role acc",
+              title="DER % (pyannote.metrics)")
     for r in res["der"]:
         t.add_row(r["file"], str(r["der_c025"]), str(r["der_c05"]), str(r["miss"]), str(r["fa"]), str(r["conf"]),
                   r["speakers"], str(r.get("role_acc", "")))

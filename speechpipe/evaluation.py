@@ -27,6 +27,25 @@ def word_error_rate(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer([normalise_text(r) for r in refs], [normalise_text(h) for h in hyps]))
 
 
+def scored_region(reference, hypothesis):
+    """The region a DER is scored on: the extent of reference and hypothesis together.
+
+    pyannote.metrics approximates the same region when no UEM is given, and warns on
+    every file; stating it keeps ``speechpipe eval`` and the benchmarks quiet.
+
+    Examples
+    --------
+    >>> from pyannote.core import Annotation, Segment
+    >>> ref, hyp = Annotation(), Annotation()
+    >>> ref[Segment(1, 4)] = "A"; hyp[Segment(0.5, 3)] = "S0"
+    >>> scored_region(ref, hyp)
+    <Timeline(uri=None, segments=[<Segment(0.5, 4)>])>
+    """
+    from pyannote.core import Timeline
+
+    return Timeline([(reference.get_timeline() | hypothesis.get_timeline()).extent()])
+
+
 def role_time_accuracy(ref, utterances, only: str | None = None) -> float:
     """Share of reference speech time whose utterance carries the right role.
 

@@ -223,7 +223,7 @@ def test_loud_breaths_between_turns_are_not_speech_but_faint_in_turn_breaths_sta
 
     sim = shared / "audio/sim-calls"
     ref = reference(sim / "dev-007.rttm")
-    audio, hyp = diarized("sim-calls/dev-007.mono.wav")
+    _, hyp = diarized("sim-calls/dev-007.mono.wav")
     r = DiarizationErrorRate(collar=0.25)(ref, hyp, detailed=True)
     assert r["false alarm"] / r["total"] < 0.025  # measured 0.013 (0.066 when breaths counted as speech)
     assert r["diarization error rate"] < 0.03  # measured 0.016 (0.069)
@@ -338,13 +338,13 @@ def test_embedded_silence_and_tiny_input(embedded):
 
 
 def test_eval_diarization_command_table_and_exit_code(shared, tmp_path):
+    import warnings
+
     from typer.testing import CliRunner
 
     from speechpipe.cli import app
 
     rc = shared / "audio/realconv"
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ok = CliRunner().invoke(app, ["eval", "diarization", str(rc / "rcdev-01.tel.wav"), "--ref", str(rc / "rcdev-01.rttm")])

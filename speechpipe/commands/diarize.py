@@ -53,8 +53,9 @@ def register(app, eval_app):
         except DiarizationError as e:
             con.print(f"[red]error[/red] {e}")
             raise typer.Exit(2)
-        from pyannote.core import Timeline
         from pyannote.metrics.diarization import DiarizationErrorRate
+
+        from ..evaluation import scored_region
 
         total = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)
         # fold, never ellipsise, the file name: rcdev-01.wav and rcdev-01.tel.wav must stay distinguishable
@@ -77,9 +78,7 @@ def register(app, eval_app):
                 con.print(f"[red]failed[/red] {e}")
                 failed += 1
                 continue
-            # scored region = the extent of reference and hypothesis together, stated (pyannote's own
-            # approximation when none is given, minus its warning on every file)
-            uem = Timeline([(reference.get_timeline() | hyp.get_timeline()).extent()])
+            uem = scored_region(reference, hyp)
             r = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)(reference, hyp, uem=uem, detailed=True)
             total(reference, hyp, uem=uem)
             tot = r["total"] or 1.0
