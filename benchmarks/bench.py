@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         result["scaling_fits"] = sc["fits"]
     render(result, con)
     if "--save-md" in argv:  # e.g. --save-md docs/benchmarks-latest.md
-        from speechpipe.writers import atomic_write_text
+        from speechpipe.outputs.writers import atomic_write_text
 
         atomic_write_text(argv[argv.index("--save-md") + 1], to_markdown(result))
     if as_json:

@@ -89,7 +89,7 @@ def run(quick: bool = False, device: str = "auto", calls: list[np.ndarray] | Non
         ``asr_x_realtime`` (audio s per wall s), ``asr_baseline_x_realtime``,
         ``asr_speedup_vs_plain_loop``, WERs on the real clips, settings.
     """
-    from speechpipe.asr import ASRConfig, WhisperTranscriber, resolve_device
+    from speechpipe.asr.whisper import ASRConfig, WhisperTranscriber, resolve_device
     from speechpipe.evaluation import word_error_rate
 
     device = resolve_device(device)

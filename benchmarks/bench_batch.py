@@ -37,7 +37,7 @@ def make_calls(dest: Path, n: int, seconds: float) -> list[Path]:
 
 
 def _config():
-    from speechpipe.asr import ASRConfig
+    from speechpipe.asr.whisper import ASRConfig
     from speechpipe.pipeline import PipelineConfig
 
     # One thread per worker, so 1 vs 2 workers compares 1 vs 2 cores.
@@ -49,7 +49,7 @@ def run(quick: bool = False) -> dict:
     from speechpipe import offline
 
     offline.enforce_env()
-    from speechpipe.batch import discover, run_batch
+    from speechpipe.batch.runner import discover, run_batch
 
     n, seconds = (4, 8.0) if quick else (8, 30.0)
     rows = {}
@@ -90,7 +90,7 @@ def long_call_memory(hours: float = 2.0) -> dict:
         del parts
         code = (
             "import resource,sys,time;from speechpipe.pipeline import Pipeline,PipelineConfig;"
-            "from speechpipe.asr import ASRConfig;t=time.time();"
+            "from speechpipe.asr.whisper import ASRConfig;t=time.time();"
             "r=Pipeline(PipelineConfig(asr=ASRConfig(device='cpu'))).process(sys.argv[1]);"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, time.time()-t, len(r.utterances))"
         )

@@ -73,8 +73,8 @@ def _long_call(seconds: float) -> dict:
     """Child-process body: diarise a ``seconds``-long call, report time and memory."""
     from benchmarks import make_call_wav
     from speechpipe.audio import load_audio
-    from speechpipe.diarization import EmbeddedDiarizer
     from speechpipe.records import AudioData
+    from speechpipe.speakers.diarization import EmbeddedDiarizer
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.wav"
@@ -96,8 +96,9 @@ def _long_call(seconds: float) -> dict:
 
 def run(quick: bool = False) -> dict:
     from speechpipe.audio import load_audio
-    from speechpipe.diarization import EmbeddedDiarizer, StereoDiarizer, _assign_mono
-    from speechpipe.vad import speech_probabilities
+    from speechpipe.audio.vad import speech_probabilities
+    from speechpipe.speakers.assign import assign_mono as _assign_mono
+    from speechpipe.speakers.diarization import EmbeddedDiarizer, StereoDiarizer
 
     root = shared_dir()
     if root is None:

@@ -67,7 +67,7 @@ def run(quick: bool = False, paths: list[Path] | None = None, overlap: bool | No
     """
     import soundfile as sf
 
-    from speechpipe.asr import ASRConfig
+    from speechpipe.asr.whisper import ASRConfig
     from speechpipe.pipeline import Pipeline, PipelineConfig
 
     with tempfile.TemporaryDirectory(prefix="speechpipe-bench-") as tmp:

@@ -1,6 +1,6 @@
 """Prosody stage: speed per CPU core, side by side with ``librosa.pyin``, plus its accuracy.
 
-Speed: the whole stage (:class:`speechpipe.prosody.ProsodyAnalyzer`: resampling,
+Speed: the whole stage (:class:`speechpipe.prosody.analyzer.ProsodyAnalyzer`: resampling,
 frame features, two-pass Praat pitch, breaths, per-turn cues, jitter/shimmer)
 on a simulated dev call with its reference turns, against ``librosa.pyin``
 alone on the same audio (8 kHz, as the stage sees it), both timed as CPU
@@ -41,7 +41,7 @@ def _workload(seconds: float | None, stereo: bool = False):
 
     if (SIM / "dev-001.ref.json").exists():
         from speechpipe.audio import load_audio
-        from speechpipe.prosody import reference_utterances
+        from speechpipe.evaluation.prosody import reference_utterances
 
         ref = json.loads((SIM / "dev-001.ref.json").read_text())
         name = "dev-001.stereo.flac" if stereo else "dev-001.mono.wav"
@@ -54,7 +54,7 @@ def _workload(seconds: float | None, stereo: bool = False):
         return audio, utts, name
     import soxr
 
-    from speechpipe.pitch import synth_telephone_voice
+    from speechpipe.prosody.pitch import synth_telephone_voice
 
     dur = seconds or 120.0
     x, _, _ = synth_telephone_voice(dur, seed=0)
@@ -64,7 +64,7 @@ def _workload(seconds: float | None, stereo: bool = False):
 
 
 def _stage_cpu(audio, utts, reps: int) -> tuple[float, float, dict]:
-    from speechpipe.prosody import ProsodyAnalyzer
+    from speechpipe.prosody.analyzer import ProsodyAnalyzer
 
     an = ProsodyAnalyzer()
     an.analyse(audio, utts)  # warm-up: imports, FFT plans
@@ -78,7 +78,7 @@ def _stage_cpu(audio, utts, reps: int) -> tuple[float, float, dict]:
 def speed(seconds: float | None, reps: int) -> dict:
     import soxr
 
-    from speechpipe.pitch import WIDE_CEILING, WIDE_FLOOR, PyinTracker
+    from speechpipe.prosody.pitch import WIDE_CEILING, WIDE_FLOOR, PyinTracker
 
     audio, utts, name = _workload(seconds)
     cpu, wall, parts = _stage_cpu(audio, utts, reps)
@@ -107,7 +107,8 @@ def speed(seconds: float | None, reps: int) -> dict:
 
 def accuracy(calls: list[str] | None = None) -> dict:
     from speechpipe.audio import load_audio
-    from speechpipe.prosody import ProsodyAnalyzer, prf, reference_utterances, score_call
+    from speechpipe.evaluation.prosody import prf, reference_utterances, score_call
+    from speechpipe.prosody.analyzer import ProsodyAnalyzer
 
     an = ProsodyAnalyzer()
     out = {}
@@ -142,7 +143,14 @@ def accuracy(calls: list[str] | None = None) -> dict:
 
 
 def pitch_errors(seconds: float) -> dict:
-    from speechpipe.pitch import WIDE_CEILING, WIDE_FLOOR, PraatACTracker, PyinTracker, gross_error_rate, synth_telephone_voice
+    from speechpipe.prosody.pitch import (
+        WIDE_CEILING,
+        WIDE_FLOOR,
+        PraatACTracker,
+        PyinTracker,
+        gross_error_rate,
+        synth_telephone_voice,
+    )
 
     x, times, truth = synth_telephone_voice(seconds, seed=1)
     out = {}

@@ -1,7 +1,7 @@
 """Tagger throughput: vectorised batch paths vs the per-utterance reference, same run.
 
 Three vectorised figures: ``columnar`` (an Arrow utterance table in, tagged
-utterance and call tables out: :func:`speechpipe.tagger_table.tag_table`, what
+utterance and call tables out: :func:`speechpipe.tagging.table.tag_table`, what
 re-tagging an archive runs), ``vectorised`` (``Tagger.tag_calls`` on ``Utterance``
 objects, what ``speechpipe run`` uses) and ``core`` (the array core alone).
 
@@ -38,7 +38,7 @@ def _rss_mb() -> float:
 
 def workload(n_utt: int, seed: int = 0):
     from speechpipe.records import Utterance
-    from speechpipe.tagger_train import asr_copy, load_gold_dir
+    from speechpipe.tagging.train import asr_copy, load_gold_dir
 
     gold = load_gold_dir(SHARED / "tagger-dev")
     pool = [c["utterances"] for c in gold] + [asr_copy(c, 7 + i)["utterances"] for i, c in enumerate(gold)]
@@ -54,7 +54,7 @@ def workload(n_utt: int, seed: int = 0):
 def workload_distinct(n_utt: int, seed: int = 0):
     """Like real ASR archives, where nearly every utterance's text is new: each drawn call is a
     fresh ASR-like copy (its own word drops, swaps and spellings), so ~40 % of texts are distinct."""
-    from speechpipe.tagger_train import asr_copy, load_gold_dir
+    from speechpipe.tagging.train import asr_copy, load_gold_dir
 
     gold = load_gold_dir(SHARED / "tagger-dev")
     rng = random.Random(seed)
@@ -80,9 +80,9 @@ def run(quick: bool = False, backend: str = "numpy", device: str | None = None) 
     """Time both paths; returns utterances/s, ratio, peak memory and workload size."""
     import numpy as np
 
-    from speechpipe.tagger import load_tagger
-    from speechpipe.tagger_features import encode_calls
-    from speechpipe.tagger_table import tag_table
+    from speechpipe.tagging.features import encode_calls
+    from speechpipe.tagging.table import tag_table
+    from speechpipe.tagging.tagger import load_tagger
 
     n_target = 100_000 if quick else 1_000_000
     tagger = load_tagger()
@@ -114,7 +114,7 @@ def run(quick: bool = False, backend: str = "numpy", device: str | None = None) 
     # the other stages of tag_calls, timed alone (where the end-to-end time goes)
     import gc
 
-    from speechpipe.tagger import summarise_batch
+    from speechpipe.tagging.tagger import summarise_batch
 
     gc.disable()
     t = time.process_time()

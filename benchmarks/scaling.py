@@ -48,7 +48,7 @@ def _words(text: str, start: float, end: float):
 
 def _pipeline(skipped: dict):
     """A one-thread CPU pipeline; optional stages that fail to build are skipped (and named)."""
-    from speechpipe.asr import ASRConfig
+    from speechpipe.asr.whisper import ASRConfig
     from speechpipe.pipeline import Pipeline, PipelineConfig
 
     # The defaults users get (one ASR replica per core): wall time is then the real speed.
@@ -64,11 +64,10 @@ def _pipeline(skipped: dict):
 
 def one_length(seconds: float, mode: str) -> dict:
     """Child: synthesise one call, process it, report time per stage and peak RSS."""
+    from speechpipe.audio import load_audio
+    from speechpipe.audio.vad import speech_probabilities as _speech_probabilities
     from speechpipe.pipeline import _Job
     from speechpipe.records import Utterance
-    from speechpipe.vad import speech_probabilities as _speech_probabilities
-
-    from speechpipe.audio import load_audio
 
     skipped: dict = {}
     pipe = _pipeline(skipped)
@@ -220,7 +219,7 @@ def write_docs_files(result: dict, out: Path = REPO / "docs") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from speechpipe.writers import atomic_write_bytes, atomic_write_text
+    from speechpipe.outputs.writers import atomic_write_bytes, atomic_write_text
 
     rows, brows = result["lengths"], result["batches"]
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))

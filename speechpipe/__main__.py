@@ -1,3 +1,3 @@
-from .cli import main
+from speechpipe.cli import main
 
 main()

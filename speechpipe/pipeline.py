@@ -7,45 +7,16 @@ Each stage sits behind a small interface and is built once per
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .asr import ASRConfig
-from .records import AudioData, CallResult, Utterance, call_id_for
-
-
-@dataclass
-class PipelineConfig:
-    asr: ASRConfig = field(default_factory=ASRConfig)
-    diarizer: str = "auto"  # auto | stereo | embedded | pyannote
-    pyannote_pipeline: str | None = None
-    counsellor_channel: str = "auto"  # left | right | auto
-    prosody: bool = True
-    tag: bool = True
-    redact: bool = False
-
-    def describe(self) -> dict:
-        """Settings that change outputs; stored with every result (and batch manifests)."""
-        a = self.asr
-        return {
-            "asr_model": a.model or "embedded:whisper-base",
-            "device": a.device,
-            "compute_type": a.compute_type,
-            "language": a.language,
-            "beam_size": a.beam_size,
-            "batched": a.batched,
-            "no_repeat_ngram_size": a.no_repeat_ngram_size,
-            "split_gap_s": a.split_gap_s,
-            "initial_prompt": a.initial_prompt,
-            "vad": [a.vad_threshold, a.vad_min_silence_ms, a.vad_speech_pad_ms],
-            "diarizer": self.diarizer,
-            "pyannote_pipeline": self.pyannote_pipeline,
-            "counsellor_channel": self.counsellor_channel,
-            "prosody": self.prosody,
-            "tag": self.tag,
-            "redact": self.redact,
-        }
+from speechpipe.asr.base import Transcriber
+from speechpipe.config import PipelineConfig
+from speechpipe.prosody.base import Prosody
+from speechpipe.records import AudioData, CallResult, Utterance, call_id_for
+from speechpipe.speakers.base import Diarizer
+from speechpipe.tagging.base import Tagger
 
 
 class Pipeline:
@@ -59,18 +30,27 @@ class Pipeline:
     'counsellor'
     """
 
-    def __init__(self, config: PipelineConfig | None = None):
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        asr: Transcriber | None = None,
+        diarizer: Diarizer | None = None,
+        prosody: Prosody | None = None,
+        tagger: Tagger | None = None,
+    ):
         self.config = config or PipelineConfig()
-        self._asr = None
-        self._diarizer = None
-        self._prosody = None
-        self._tagger = None
+        # Stages passed in are used as they are; the others are built from the config on first use.
+        self._asr = asr
+        self._diarizer = diarizer
+        self._prosody = prosody
+        self._tagger = tagger
 
     # Stages are built lazily so `tag`-only runs never load Whisper.
     @property
     def asr(self):
         if self._asr is None:
-            from .asr import WhisperTranscriber
+            from speechpipe.asr.whisper import WhisperTranscriber
 
             self._asr = WhisperTranscriber(self.config.asr)
         return self._asr
@@ -78,7 +58,7 @@ class Pipeline:
     @property
     def diarizer(self):
         if self._diarizer is None:
-            from .diarization import build_diarizer
+            from speechpipe.speakers.diarization import build_diarizer
 
             self._diarizer = build_diarizer(self.config)
         return self._diarizer
@@ -86,15 +66,15 @@ class Pipeline:
     @property
     def prosody(self):
         if self._prosody is None:
-            from .prosody import ProsodyAnalyzer
+            from speechpipe.prosody.analyzer import ProsodyAnalyzer
 
-            self._prosody = ProsodyAnalyzer()
+            self._prosody = ProsodyAnalyzer(self.config.prosody_config)
         return self._prosody
 
     @property
     def tagger(self):
         if self._tagger is None:
-            from .tagger import load_tagger
+            from speechpipe.tagging.tagger import load_tagger
 
             self._tagger = load_tagger()
         return self._tagger
@@ -200,8 +180,8 @@ class Pipeline:
 
     def _recognise(self, path, call_id=None, progress=None) -> "_Job":
         """Decode once, VAD once per channel, ASR: the part that needs the Whisper model."""
-        from .audio import load_audio
-        from .vad import speech_probabilities
+        from speechpipe.audio import load_audio
+        from speechpipe.audio.vad import speech_probabilities
 
         if isinstance(path, BaseException):
             raise path
@@ -281,7 +261,7 @@ class Pipeline:
             roles=roles,
         )
         if self.config.redact:
-            from .redact import redact_call
+            from speechpipe.redact import redact_call
 
             result = redact_call(result)
         # Wall time from decode start; in process_many it includes waiting for the finisher.

@@ -19,28 +19,7 @@ import numpy as np
 SCHEMA = "speechpipe.call/1"
 SAMPLE_RATE = 16000  # every stage works on 16 kHz float32
 
-SPEAKERS = ("counsellor", "caller", "other")
-PHASES = ("opening", "mapping", "solution", "closing")
-ACTS = (
-    "greeting",
-    "empathic_statement",
-    "acknowledgement",
-    "agreement",
-    "backchannel",
-    "open_question",
-    "what_more",
-    "contract",
-    "closed_question",
-    "information",
-    "news_warning",
-    "summary",
-    "hold",
-    "referral",
-    "emotion",
-    "request",
-    "new_topic",
-)
-INTONATIONS = ("rise", "fall", "level")
+from speechpipe.vocabulary import ACTS, INTONATIONS, PHASES, SPEAKERS  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -112,6 +91,32 @@ class Utterance:
 
 
 @dataclass
+class Turn:
+    """A stretch of one speaker's speech found in the audio (channel VAD or diariser), words or not.
+
+    Turns may overlap (both parties talking); utterances hang on them. ``channel``
+    (stereo) or ``cluster`` (mono diariser label) says where it came from.
+    """
+
+    speaker: str
+    start: float
+    end: float
+    channel: int | None = None
+    cluster: str | None = None
+    confidence: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"speaker": self.speaker, "start": _round(self.start), "end": _round(self.end)}
+        if self.channel is not None:
+            d["channel"] = self.channel
+        if self.cluster is not None:
+            d["cluster"] = self.cluster
+        if self.confidence is not None:
+            d["confidence"] = _round(self.confidence)
+        return d
+
+
+@dataclass
 class Event:
     type: str
     speaker: str
@@ -135,6 +140,7 @@ class CallResult:
     summary: dict[str, Any] = field(default_factory=dict)
     roles: dict[str, Any] = field(default_factory=dict)
     redaction: dict[str, Any] | None = None
+    turns: list[Turn] = field(default_factory=list)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +173,7 @@ class CallResult:
             "audio": self.audio,
             "models": self.models,
             "utterances": utts,
+            **({"turns": [t.to_dict() for t in self.turns]} if self.turns else {}),
             "events": [
                 {"type": e.type, "speaker": e.speaker, "start": _round(e.start), "end": _round(e.end),
                  "heavy": e.heavy, **e.extra}
@@ -214,6 +221,8 @@ class CallResult:
             summary=dict(d.get("summary") or {}),
             roles=dict(d.get("roles") or {}),
             redaction=d.get("redaction"),
+            turns=[Turn(t["speaker"], t["start"], t["end"], t.get("channel"), t.get("cluster"), t.get("confidence"))
+                   for t in d.get("turns") or []],
             schema=d.get("schema", SCHEMA),
         )
 

@@ -40,7 +40,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from .records import CallResult, Utterance, Word
+from speechpipe.records import CallResult, Utterance, Word
 
 PLACEHOLDERS = {
     "national_id": "[FØDSELSNUMMER]",

@@ -28,7 +28,7 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def embedded_transcriber():
     """One Whisper base model for the whole session (loading takes seconds)."""
-    from speechpipe.asr import ASRConfig, WhisperTranscriber
+    from speechpipe.asr.whisper import ASRConfig, WhisperTranscriber
 
     return WhisperTranscriber(ASRConfig(device="cpu"))
 

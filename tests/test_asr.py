@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from speechpipe.asr import ASRConfig, ASRError, WhisperTranscriber, check_model_dir
-from speechpipe.evaluation import normalise_text, word_error_rate
-from speechpipe.models import WHISPER_BASE_SHA256, ModelError, assemble_whisper_base, embedded_whisper_dir, sha256_of
+from speechpipe.asr.models import (
+    WHISPER_BASE_SHA256,
+    ModelError,
+    assemble_whisper_base,
+    embedded_whisper_dir,
+    sha256_of,
+)
+from speechpipe.asr.whisper import ASRConfig, ASRError, WhisperTranscriber, check_model_dir
+from speechpipe.evaluation import word_error_rate
+from speechpipe.vocabulary import normalise_for_wer as normalise_text
 
 CLIPS = ("norwegian-medium-8s", "norwegian-short-3s")
 
@@ -120,7 +126,7 @@ def test_silence_gives_no_utterances(embedded_transcriber):
 
 
 def test_split_utterances_at_sentence_ends_and_pauses():
-    from speechpipe.asr import split_utterances
+    from speechpipe.asr.whisper import split_utterances
     from speechpipe.records import Word
 
     ws = [Word("Ja.", 0.0, 0.3), Word("Hva", 0.5, 0.7), Word("gjelder", 0.7, 1.0), Word("det", 1.0, 1.2),
@@ -151,7 +157,7 @@ def test_no_repetition_loops_on_robotic_demo_call(embedded_transcriber):
 
 
 def test_shard_clips_keeps_order_and_balances():
-    from speechpipe.asr import shard_clips
+    from speechpipe.asr.whisper import shard_clips
 
     clips = [{"start": float(i), "end": i + (6.0 if i == 0 else 1.0)} for i in range(9)]
     for workers, bs in ((1, 16), (2, 16), (2, 2), (3, 4), (4, 1)):
@@ -167,7 +173,7 @@ def test_shard_clips_keeps_order_and_balances():
 @pytest.mark.slow
 def test_replica_per_core_gives_the_same_words_as_one_replica(shared):
     """Sharing a call's clips between model replicas must not change the transcript."""
-    from speechpipe.asr import ASRConfig, WhisperTranscriber
+    from speechpipe.asr.whisper import ASRConfig, WhisperTranscriber
     from speechpipe.audio import load_audio
 
     x = load_audio(shared / "audio/sim-calls/dev-001.mono.wav").mono[: 16000 * 75]

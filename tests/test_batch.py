@@ -196,7 +196,7 @@ def test_kill9_then_resume_equals_uninterrupted(reference, calls, tmp_path):
 
 def test_csv_manifest_metadata_and_sample(calls, reference, tmp_path):
     """A CSV list carries per-call metadata; `sample` draws reproducibly from the batch tables."""
-    from speechpipe.batch import discover
+    from speechpipe.batch.runner import discover
 
     csv = tmp_path / "list.csv"
     csv.write_text("path,counsellor_channel,team\nsub/sim2.flac,right,A\nsim1.wav,,B\nnorwegian-short-3s.mp3,up,A\n")

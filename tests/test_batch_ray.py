@@ -25,7 +25,7 @@ def inputs(shared, tmp_path_factory) -> Path:
 
 
 def _config():
-    from speechpipe.asr import ASRConfig
+    from speechpipe.asr.whisper import ASRConfig
     from speechpipe.pipeline import PipelineConfig
 
     return PipelineConfig(asr=ASRConfig(device="cpu", cpu_threads=1), prosody=False, tag=False)
@@ -43,7 +43,7 @@ def _outputs(out: Path) -> dict:
 
 
 def test_ray_two_workers_equal_local(inputs, tmp_path):
-    from speechpipe.batch import discover, run_batch
+    from speechpipe.batch.runner import discover, run_batch
 
     local = run_batch(discover(inputs), tmp_path / "local", _config(), engine="local")
     ray_s = run_batch(discover(inputs), tmp_path / "ray", _config(), engine="ray", workers=2)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechpipe.asr import ASRConfig, clips_for_batches, silero_regions
+from speechpipe.asr.whisper import ASRConfig, clips_for_batches, silero_regions
 from speechpipe.audio import load_audio
-from speechpipe.vad import speech_probabilities
+from speechpipe.audio.vad import speech_probabilities
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_clips_for_batches_cover_speech_within_30s():
 
 def test_batched_path_runs_on_cpu(norwegian):
     """The CUDA path (BatchedInferencePipeline) exercised on CPU: same words, in the clip."""
-    from speechpipe.asr import WhisperTranscriber
+    from speechpipe.asr.whisper import WhisperTranscriber
     from speechpipe.evaluation import word_error_rate
 
     x, ref = norwegian
@@ -112,10 +112,11 @@ def two_short_calls(shared, tmp_path_factory):
 
 def test_process_many_equals_process(embedded_transcriber, two_short_calls, tmp_path):
     """Overlapping stages across calls changes nothing; a bad file is reported in order."""
-    from speechpipe.pipeline import Pipeline, PipelineConfig
+    from speechpipe.config import PipelineConfig
+    from speechpipe.pipeline import Pipeline
 
-    pipe = Pipeline(PipelineConfig(asr=embedded_transcriber.config, prosody=False, tag=False))
-    pipe._asr = embedded_transcriber  # the session's model: never load it twice
+    # the session's model, passed in as the ASR stage: never load it twice
+    pipe = Pipeline(PipelineConfig(asr=embedded_transcriber.config, prosody=False, tag=False), asr=embedded_transcriber)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     inputs = [two_short_calls[0], bad, two_short_calls[1]]

@@ -41,7 +41,7 @@ def der(ref, hyp, collar=0.25):
 
 
 def test_split_by_speaker_splits_at_changes_and_keeps_a_short_backchannel():
-    from speechpipe.diarization import split_by_speaker
+    from speechpipe.speakers.diarization import split_by_speaker
 
     ann = Annotation()
     ann[Segment(0, 4)] = "A"
@@ -55,7 +55,7 @@ def test_split_by_speaker_splits_at_changes_and_keeps_a_short_backchannel():
 
 def test_roles_from_reference_turns_right_on_every_sim_call_with_and_without_text(shared):
     """Role cues alone (reference turns), with the reference text and with no text at all."""
-    from speechpipe.roles import assign_roles
+    from speechpipe.speakers.roles import assign_roles
 
     calls = sorted((shared / "audio/sim-calls").glob("*.ref.json"))
     assert len(calls) >= 16
@@ -77,8 +77,8 @@ def test_roles_from_reference_turns_right_on_every_sim_call_with_and_without_tex
 
 def test_stereo_auto_finds_the_counsellor_on_every_stereo_sim_call(shared):
     from speechpipe.audio import load_audio
-    from speechpipe.diarization import StereoDiarizer
-    from speechpipe.vad import speech_probabilities
+    from speechpipe.audio.vad import speech_probabilities
+    from speechpipe.speakers.diarization import StereoDiarizer
 
     d = StereoDiarizer()
     files = sorted((shared / "audio/sim-calls").glob("*.stereo.flac"))
@@ -105,7 +105,7 @@ def test_stereo_auto_finds_the_counsellor_on_every_stereo_sim_call(shared):
 def test_stereo_crosstalk_leak_is_not_speech(shared):
     """Right channel = a faint, delayed copy of the left talker (echo) plus its own talker later."""
     from speechpipe.audio import load_audio
-    from speechpipe.diarization import StereoDiarizer
+    from speechpipe.speakers.diarization import StereoDiarizer
 
     a = load_audio(shared / "audio/realconv/rcdev-01.wav").mono
     sr = 16000
@@ -134,7 +134,7 @@ def test_stereo_crosstalk_leak_is_not_speech(shared):
 
 @pytest.fixture(scope="session")
 def embedded():
-    from speechpipe.diarization import EmbeddedDiarizer
+    from speechpipe.speakers.diarization import EmbeddedDiarizer
 
     return EmbeddedDiarizer()
 
@@ -181,7 +181,7 @@ def test_embedded_false_alarm_is_small_on_real_speech(shared, diarized):
 
 
 def test_embedded_sim_call_der_and_roles(shared, embedded, diarized):
-    from speechpipe.diarization import _assign_mono
+    from speechpipe.speakers.assign import assign_mono as _assign_mono
 
     sim = shared / "audio/sim-calls"
     audio, hyp = diarized("sim-calls/dev-016.mono.wav")
@@ -205,7 +205,7 @@ def test_embedded_finds_the_third_voice_of_dev014_as_other(shared, embedded, dia
     assert len(hyp.labels()) == 3
     assert der(ref, hyp) < 0.05  # measured 0.031 (0.177 when she was merged with the caller)
     turns = [Utterance("unknown", s.start, s.end, "") for s in hyp.itersegments()]
-    from speechpipe.diarization import _assign_mono
+    from speechpipe.speakers.assign import assign_mono as _assign_mono
 
     out, roles = _assign_mono(hyp, turns, embedded.name)
     assert roles["counsellor"] == "SPEAKER_00"
@@ -219,7 +219,7 @@ def test_loud_breaths_between_turns_are_not_speech_but_faint_in_turn_breaths_sta
     as speech. The real dev00's faint breaths inside turns are speech in its reference: they stay."""
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from speechpipe.vad import breath_regions, speech_probabilities
+    from speechpipe.audio.vad import breath_regions, speech_probabilities
 
     sim = shared / "audio/sim-calls"
     ref = reference(sim / "dev-007.rttm")
@@ -241,7 +241,7 @@ def test_loud_breaths_between_turns_are_not_speech_but_faint_in_turn_breaths_sta
 
 
 def test_third_voice_test_tells_a_takeover_from_a_split_voice():
-    from speechpipe.diarization import distinct_third_voice, time_separation
+    from speechpipe.speakers.diarization import distinct_third_voice, time_separation
 
     rng = np.random.default_rng(0)
     t = np.arange(600) * 0.25  # 150 s of windows
@@ -264,7 +264,7 @@ def test_third_voice_test_tells_a_takeover_from_a_split_voice():
 
 
 def test_tight_speech_regions_leave_out_pauses_and_slow_silero_tails():
-    from speechpipe.vad import FRAME_S, probabilities_to_regions, tight_speech_regions
+    from speechpipe.audio.vad import FRAME_S, probabilities_to_regions, tight_speech_regions
 
     sr = 16000
     rng = np.random.default_rng(1)
@@ -292,7 +292,7 @@ def test_tight_speech_regions_leave_out_pauses_and_slow_silero_tails():
 def test_tight_speech_regions_drop_a_noise_burst_silero_barely_hears():
     """Energy may extend speech Silero heard, not create it: a loud rustle between turns
     (Silero 0.25 there, inside the loose region) is speech without ``min_peak``, not with it."""
-    from speechpipe.vad import FRAME_S, probabilities_to_regions, tight_speech_regions
+    from speechpipe.audio.vad import FRAME_S, probabilities_to_regions, tight_speech_regions
 
     sr = 16000
     rng = np.random.default_rng(2)
@@ -313,7 +313,7 @@ def test_tight_speech_regions_drop_a_noise_burst_silero_barely_hears():
 def test_caller_is_who_first_speaks_three_seconds_not_whose_first_segment_is_earliest():
     """A clustering slip gives 0.5 s of the caller's first turn to the relative who takes the
     phone later; she must still be ``other`` (this flipped dev-014's roles in an experiment)."""
-    from speechpipe.roles import assign_roles, time_to_speak
+    from speechpipe.speakers.roles import assign_roles, time_to_speak
 
     ann = Annotation()
     turns = [("C", 0, 4, "NAV, du snakker med Line. Hva kan jeg hjelpe deg med?"),
@@ -380,9 +380,14 @@ def test_embedded_roles_from_real_asr_output(shared, embedded, diarized, embedde
 
 
 def test_build_diarizer_choices_and_auto_dispatch():
-    from speechpipe.diarization import (AutoDiarizer, DiarizationError, EmbeddedDiarizer, StereoDiarizer,
-                                        build_diarizer)
     from speechpipe.pipeline import PipelineConfig
+    from speechpipe.speakers.diarization import (
+        AutoDiarizer,
+        DiarizationError,
+        EmbeddedDiarizer,
+        StereoDiarizer,
+        build_diarizer,
+    )
 
     assert isinstance(build_diarizer(PipelineConfig(diarizer="stereo")), StereoDiarizer)
     assert isinstance(build_diarizer(PipelineConfig(diarizer="embedded")), EmbeddedDiarizer)
@@ -405,7 +410,7 @@ def test_label_index_answers_like_cropping_the_annotation():
     """The binary-search word labeller gives what Annotation.crop gives, query by query."""
     from pyannote.core import Annotation, Segment
 
-    from speechpipe.diarization import LabelIndex
+    from speechpipe.speakers.diarization import LabelIndex
 
     def by_crop(ann, start, end):  # the direct definition: most overlap, else nearest within 1 s
         best, best_ov = None, 0.0

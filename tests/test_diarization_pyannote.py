@@ -81,8 +81,8 @@ def pipeline_dir(tmp_path_factory):
 def test_pyannote_pipeline_directory_loads_offline_and_diarizes(pipeline_dir, monkeypatch):
     from pyannote.core import Annotation
 
-    from speechpipe.diarization import PyannoteDiarizer, build_diarizer
     from speechpipe.pipeline import PipelineConfig
+    from speechpipe.speakers.diarization import PyannoteDiarizer, build_diarizer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     d = build_diarizer(PipelineConfig(diarizer="pyannote", pyannote_pipeline=str(pipeline_dir)))
@@ -107,7 +107,7 @@ def test_pyannote_pipeline_directory_loads_offline_and_diarizes(pipeline_dir, mo
 
 
 def test_pyannote_bad_directory_is_a_clear_error(tmp_path):
-    from speechpipe.diarization import DiarizationError, PyannoteDiarizer
+    from speechpipe.speakers.diarization import DiarizationError, PyannoteDiarizer
 
     with pytest.raises(DiarizationError, match="no config.yaml"):
         PyannoteDiarizer(tmp_path)

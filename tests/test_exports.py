@@ -7,10 +7,10 @@ import os
 import stat
 
 import pytest
+from test_exports_data import text_call, timed_call
 
 from speechpipe.outputs import ALL_FORMATS, parse_formats, write_outputs
 from speechpipe.records import ACTS, INTONATIONS, PHASES, CallResult
-from test_exports_data import text_call, timed_call
 
 
 def _secs(ts: str) -> float:
@@ -153,7 +153,7 @@ def test_redacted_exports_hold_no_originals(shared, tmp_path):
 
     u.words = _words(u.text, u.start, u.end)
     paths = write_outputs(redact_call(call), tmp_path, ALL_FORMATS)
-    from speechpipe.report import _vega_js
+    from speechpipe.outputs.report import _vega_js
 
     for p in paths:
         # the inlined Vega library happens to hold the digits 150765 in a constant

@@ -6,9 +6,9 @@ import os
 import stat
 
 import pytest
-
-from speechpipe.tables import call_row, read_table, utterance_rows, write_table
 from test_exports_data import text_call, timed_call
+
+from speechpipe.outputs.tables import call_row, read_table, utterance_rows, write_table
 
 
 @pytest.fixture(scope="module")

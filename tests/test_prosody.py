@@ -13,25 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speechpipe.pitch import (
+from speechpipe.audio.acoustics import detect_breaths, frame_features
+from speechpipe.evaluation.prosody import prf, reference_utterances, score_call
+from speechpipe.prosody.analyzer import ProsodyAnalyzer, ProsodyConfig, final_pitch_movement
+from speechpipe.prosody.pitch import (
     PraatACTracker,
     gross_error_rate,
     repair_octaves,
     speaker_range,
     synth_telephone_voice,
 )
-from speechpipe.prosody import (
-    ProsodyAnalyzer,
-    ProsodyConfig,
-    detect_breaths,
-    final_pitch_movement,
-    frame_features,
-    is_backchannel_candidate,
-    prf,
-    reference_utterances,
-    score_call,
-)
 from speechpipe.records import SAMPLE_RATE, AudioData, Utterance, Word
+from speechpipe.vocabulary import is_backchannel_candidate
 
 
 @pytest.fixture(scope="session")

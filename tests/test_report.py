@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from speechpipe.report import index_entry, render_report, reopening_indices, write_index, write_report
 from test_exports_data import text_call, timed_call
+
+from speechpipe.outputs.report import index_entry, render_report, reopening_indices, write_index, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

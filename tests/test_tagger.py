@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import random
 
 import numpy as np
 import pytest
 
 from speechpipe.records import ACTS, Utterance
-from speechpipe.tagger import TaggerError, load_tagger
-from speechpipe.tagger_features import encode_calls
-from speechpipe.tagger_phases import transition_matrix, viterbi_batch, viterbi_batch_torch, viterbi_reference
+from speechpipe.tagging.features import encode_calls
+from speechpipe.tagging.phases import transition_matrix, viterbi_batch, viterbi_batch_torch, viterbi_reference
+from speechpipe.tagging.tagger import TaggerError, load_tagger
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +20,7 @@ def tagger():
 
 @pytest.fixture(scope="session")
 def gold(shared):
-    from speechpipe.tagger_train import load_gold_dir
+    from speechpipe.tagging.train import load_gold_dir
 
     return load_gold_dir(shared / "tagger-dev")
 
@@ -30,7 +28,7 @@ def gold(shared):
 @pytest.fixture(scope="session")
 def mixed_calls(gold):
     """Every dev call clean and as ASR-like text (lower case, no punctuation, word errors)."""
-    from speechpipe.tagger_train import asr_copy
+    from speechpipe.tagging.train import asr_copy
 
     return [c["utterances"] for c in gold] + [asr_copy(c, 99 + i)["utterances"] for i, c in enumerate(gold)]
 
@@ -54,7 +52,7 @@ def test_vectorised_equals_reference(tagger, mixed_calls):
 
 def test_timed_calls_and_intonation(tagger, shared):
     """Reference transcripts with times (sim calls): time-based measures, both paths agree."""
-    from speechpipe.tagger_train import load_gold
+    from speechpipe.tagging.train import load_gold
 
     calls = [load_gold(p)["utterances"] for p in sorted((shared / "audio" / "sim-calls").glob("dev-00[1-4].ref.json"))]
     raw = json.loads((shared / "audio" / "sim-calls" / "dev-001.ref.json").read_text())
@@ -97,7 +95,7 @@ def test_batched_viterbi_matches_reference_on_random_calls():
     pytest.importorskip("torch")
     assert np.array_equal(viterbi_batch_torch(em, offsets, logA, logpi, device="cpu"), want)
     # with per-step reopen scores (solution/closing → mapping)
-    from speechpipe.tagger_phases import reopen_free
+    from speechpipe.tagging.phases import reopen_free
 
     p = rng.uniform(1e-4, 0.9, size=len(em))
     reo = np.column_stack([np.log(p), np.log1p(-p)])
@@ -134,7 +132,7 @@ def test_text_features_vectorised_equal_reference(tagger, mixed_calls):
 @pytest.fixture(scope="session")
 def char_tagger(gold):
     """A small model with character n-grams and phase → act stacking (the round-5 options, off in tagger-v2)."""
-    from speechpipe.tagger_train import fit
+    from speechpipe.tagging.train import fit
 
     return fit(gold[:6], chars=True, char_scale=0.3, phase_acts=True, inner_folds=2, tune_thresholds=0)
 
@@ -159,8 +157,8 @@ def test_char_ngram_model_vectorised_equals_reference(char_tagger, mixed_calls):
 
 def test_char_ngrams_share_spelling_variants():
     """Inflections and ASR/dialect spellings of a word share character n-grams that whole words miss."""
-    from speechpipe.tagger_features import FeatureSpace
-    from speechpipe.tagger_text import char_grams
+    from speechpipe.tagging.features import FeatureSpace
+    from speechpipe.tagging.text import char_grams
 
     words = ["bekymret", "bekymra", "bekymringer", "meldekortet", "meldekorta"]
     fs = FeatureSpace(["ja"], chars=sorted({g for w in words[::2] for g in char_grams(w)}))
@@ -174,7 +172,7 @@ def test_char_ngrams_share_spelling_variants():
 
 def test_stacked_second_pass(tagger, mixed_calls):
     """The shipped model is stacked: neighbours' first-pass act probabilities (vectorised == per call)."""
-    from speechpipe.tagger_features import STACK_SLOTS, stack_block, stack_ref
+    from speechpipe.tagging.features import STACK_SLOTS, stack_block, stack_ref
 
     assert tagger.stacked and tagger.W_ctx.shape[0] == tagger.fs.n_ctx + len(STACK_SLOTS) * len(ACTS)
     calls = mixed_calls[:3] + [[Utterance("caller", None, None, "ja")], []]
@@ -189,7 +187,7 @@ def test_stacked_second_pass(tagger, mixed_calls):
             assert S[r + i].tolist() == stack_ref(spk, P1[r:r + len(c)].tolist(), i)
         r += len(c)
     # the fast path finds the same slot rows by shifts, including 1-row and empty calls
-    from speechpipe.tagger import _stack_fill
+    from speechpipe.tagging.tagger import _stack_fill
 
     calls2 = [[Utterance("caller", None, None, "ja")], [], mixed_calls[0][:2], [Utterance("other", None, None, "hei")] * 3,
               mixed_calls[1]]
@@ -226,7 +224,7 @@ def test_asr_style_text_and_odd_input(tagger):
 
 def test_cross_validated_quality(gold):
     """Leave-calls-out CV (4 folds for speed; the model card has the 16-fold numbers)."""
-    from speechpipe.tagger_train import cross_validate
+    from speechpipe.tagging.train import cross_validate
 
     # stacked: first passes cross-fitted inside each fold; act thresholds from a 2-fold inner CV
     r = cross_validate(gold, folds=4, inner_folds=2, tune_thresholds=2)
@@ -269,7 +267,7 @@ def test_reopen_after_what_more_and_new_topic(tagger):
 
 
 def test_training_is_reproducible(gold):
-    from speechpipe.tagger_train import fit
+    from speechpipe.tagging.train import fit
 
     a, b = fit(gold[:4], tune_thresholds=2), fit(gold[:4], tune_thresholds=2)
     assert np.array_equal(a.W_text, b.W_text) and a.meta["vocab"] == b.meta["vocab"]
@@ -279,7 +277,7 @@ def test_training_is_reproducible(gold):
 def test_default_training_writes_the_shipped_models_keys(gold, tagger, char_tagger):
     """A default rebuild writes what tagger-v2.json holds, no more (so it can be byte-identical);
     the round-5 options appear only when used."""
-    from speechpipe.tagger_train import fit
+    from speechpipe.tagging.train import fit
 
     meta = fit(gold[:3], tune_thresholds=0).meta
     assert set(meta) == set(tagger.meta) - {"cross_validation"}

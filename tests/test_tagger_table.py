@@ -12,10 +12,10 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from speechpipe.outputs.tables import call_row, utterance_rows, write_table  # noqa: E402
 from speechpipe.records import CallResult, Utterance  # noqa: E402
-from speechpipe.tables import call_row, utterance_rows, write_table  # noqa: E402
-from speechpipe.tagger import load_tagger  # noqa: E402
-from speechpipe.tagger_table import TableError, tag_parquet, tag_table  # noqa: E402
+from speechpipe.tagging.table import TableError, tag_parquet, tag_table  # noqa: E402
+from speechpipe.tagging.tagger import load_tagger  # noqa: E402
 
 INPUT_COLUMNS = ("call_id", "idx", "speaker", "start", "end", "text", "intonation")
 
@@ -28,7 +28,7 @@ def tagger():
 @pytest.fixture(scope="module")
 def calls(shared):
     """Dev calls clean and ASR-like (untimed) plus timed sim-call references with intonation."""
-    from speechpipe.tagger_train import asr_copy, load_gold, load_gold_dir
+    from speechpipe.tagging.train import asr_copy, load_gold, load_gold_dir
 
     gold = load_gold_dir(shared / "tagger-dev")
     out = [(c["call_id"], c["utterances"]) for c in gold]

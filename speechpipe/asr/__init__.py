@@ -1,0 +1,1 @@
+"""Speech recognition stage: faster-whisper on VAD speech regions, word timestamps."""

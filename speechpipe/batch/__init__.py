@@ -1,0 +1,1 @@
+"""Archive runs: engines (local, Ray), the resumable manifest, sampling calls for review."""

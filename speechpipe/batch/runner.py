@@ -1,0 +1,266 @@
+"""Batch processing core, shared by every engine (local, Ray).
+
+The engine only decides *where* :func:`analyse` runs; everything that touches
+the output directory happens here, in the driver process, one call at a time:
+
+1. :func:`discover` turns a directory, a path list or a CSV manifest into
+   :class:`BatchItem` s (sorted, unique call ids, per-call metadata).
+2. :class:`BatchDir` skips inputs the manifest already has as done with the
+   same content hash and settings (``--resume``).
+3. An engine yields :class:`Outcome` s; :meth:`BatchDir.record` writes the
+   call's outputs (atomic), its table parts, then commits the manifest row.
+   A ``kill -9`` between any two steps leaves no row, so resume redoes it.
+4. :meth:`BatchDir.finish` rebuilds ``calls.parquet``, ``utterances.parquet``
+   and ``errors.jsonl`` from the manifest, so they are the same whether the
+   batch ran in one go or was killed and resumed.
+
+Examples
+--------
+>>> from speechpipe.pipeline import PipelineConfig      # doctest: +SKIP
+>>> items = discover("calls/")                          # doctest: +SKIP
+>>> summary = run_batch(items, "out/", PipelineConfig())  # doctest: +SKIP
+>>> summary.failed                                      # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from speechpipe.batch.engine import run_local
+from speechpipe.batch.items import (  # noqa: F401  # noqa: F401  (the batch API: speechpipe.batch.runner)
+    BatchError,
+    BatchItem,
+    Outcome,
+    Summary,
+    batch_settings,
+    discover,
+    file_hash,
+    settings_hash,
+)
+from speechpipe.batch.manifest import Manifest, Row
+from speechpipe.errors import failure_reason
+
+MANIFEST = "manifest.sqlite"
+PARTS = "parts"  # per-call table fragments, merged into the batch tables
+
+
+# --- the output directory ----------------------------------------------------------
+
+
+class BatchDir:
+    """The output directory of a batch: lock, manifest, outputs, tables, errors.
+
+    Only the driver process opens it; engines send it :class:`Outcome` s.
+    """
+
+    def __init__(self, out: str | os.PathLike, settings: dict[str, Any], formats: tuple[str, ...]):
+        from speechpipe.outputs.writers import private_dir
+
+        self.out = private_dir(out)
+        self.settings = settings
+        self.formats = formats
+        self._lock = os.fdopen(os.open(self.out / ".batch.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise BatchError(f"{self.out}: another batch is writing to this directory") from None
+        self.removed_temp = self._remove_stale_temp()
+        self.manifest = Manifest(self.out / MANIFEST)
+
+    def _remove_stale_temp(self) -> int:
+        """Delete temp files a killed run left (``writers.atomic_write_*`` names them ``.NAME.XXXX.tmp``)."""
+        n = 0
+        for dirpath, _dirs, files in os.walk(self.out):
+            for name in files:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+        return n
+
+    def close(self) -> None:
+        self.manifest.close()
+        self._lock.close()
+
+    def prepare(self, item: BatchItem) -> str:
+        """Hash the input; return its settings hash."""
+        item.content_hash = file_hash(item.input)
+        return settings_hash(self.settings, item)
+
+    def is_done(self, item: BatchItem) -> bool:
+        return self.manifest.is_done(item.input, item.content_hash, settings_hash(self.settings, item))
+
+    def record(self, oc: Outcome) -> Outcome:
+        """Write one call's outputs and table parts, then commit its manifest row."""
+        from speechpipe.outputs import write_outputs
+        from speechpipe.outputs.tables import call_row, utterance_rows, write_table
+
+        item = oc.item
+        row = Row(
+            input=item.input, call_id=item.call_id, content_hash=item.content_hash,
+            settings_hash=settings_hash(self.settings, item), settings=self.settings,
+            status=oc.status, seconds=round(oc.seconds, 3), meta=item.meta,
+        )
+        if oc.status == "done":
+            try:
+                r = oc.result
+                written = write_outputs(r, self.out, self.formats)
+                crow = call_row(r)
+                crow.update(input=item.input, content_hash=item.content_hash)
+                crow.update({f"meta_{k}": v for k, v in item.meta.items()})
+                write_table([crow], self._part("calls", item.call_id))
+                urows = utterance_rows(r)
+                upath = self._part("utterances", item.call_id)
+                if urows:
+                    write_table(urows, upath)
+                elif upath.exists():
+                    upath.unlink()
+                row.outputs = [str(p) for p in written]
+                row.models = {k: v for k, v in r.models.items() if k != "timings_s"}
+                row.duration = (r.audio or {}).get("duration")
+            except Exception as e:  # e.g. disk full: this call fails, the batch goes on
+                oc = Outcome(item, "failed", reason=f"writing outputs: {failure_reason(e)}",
+                             detail="".join(traceback.format_exception(type(e), e, e.__traceback__)), seconds=oc.seconds)
+                row.status = "failed"
+        if oc.status == "failed":
+            row.reason = oc.reason
+            self._log_failure(item, oc)
+        self.manifest.record(row)
+        return oc
+
+    def _part(self, table: str, call_id: str) -> Path:
+        return self.out / PARTS / table / f"{call_id}.parquet"
+
+    def _log_failure(self, item: BatchItem, oc: Outcome) -> None:
+        from speechpipe.errors import log_failure
+
+        log_failure(self.out, item.input, oc.reason or "", oc.detail)
+
+    def finish(self) -> dict[str, Path]:
+        """Rebuild the batch tables and ``errors.jsonl`` from the manifest (atomic writes)."""
+        from speechpipe.outputs.writers import atomic_write_text
+
+        done = [r for r in self.manifest.rows("done")]
+        failed = [r for r in self.manifest.rows("failed")]
+        errors = "".join(json.dumps({"file": r.input, "reason": r.reason}, ensure_ascii=False) + "\n" for r in failed)
+        paths = {}
+        if errors or (self.out / "errors.jsonl").exists():
+            paths["errors"] = atomic_write_text(self.out / "errors.jsonl", errors)
+        ids = [r.call_id for r in done]
+        paths["calls"] = merge_parts([self._part("calls", i) for i in ids], self.out / "calls.parquet", ("call_id",))
+        paths["utterances"] = merge_parts(
+            [p for p in (self._part("utterances", i) for i in ids) if p.exists()],
+            self.out / "utterances.parquet", ("call_id", "idx"),
+        )
+        return paths
+
+
+def merge_parts(parts: list[Path], dest: Path, order: tuple[str, ...]) -> Path:
+    """Concatenate per-call Parquet parts into one file, atomically.
+
+    DuckDB streams the union (columns matched by name, missing ones null)
+    with bounded memory, so the batch size does not matter.
+    """
+    import duckdb
+
+    from speechpipe.outputs.tables import write_table
+    from speechpipe.outputs.writers import FILE_MODE
+
+    if not parts:
+        return write_table([], dest)
+    tmp = dest.with_name(f".{dest.name}.merge.tmp")
+    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 1})
+    try:
+        con.execute("SET temp_directory = ?", [str(dest.parent / ".duckdb.tmp")])
+        files = [str(p) for p in parts]
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {', '.join(order)}) "
+            f"TO '{_sql_str(str(tmp))}' (FORMAT parquet)",
+            [files],
+        )
+    finally:
+        con.close()
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+Reporter = Callable[[str, BatchItem, "Outcome | None"], None]
+
+
+def run_batch(
+    items: list[BatchItem],
+    out: str | os.PathLike,
+    config,
+    formats: tuple[str, ...] = ("json",),
+    pseudonymise: bool = False,
+    resume: bool = False,
+    engine: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    report: Reporter | None = None,
+) -> Summary:
+    """Process ``items`` into ``out`` with the chosen engine; return the summary.
+
+    ``report(event, item, outcome)`` is called with ``"skipped"``, ``"done"``
+    or ``"failed"`` for each item, for progress displays.
+
+    Raises
+    ------
+    BatchError
+        The directory is busy, or the model is unusable (every call would fail).
+    """
+    settings = batch_settings(config, formats, pseudonymise)
+    bdir = BatchDir(out, settings, formats)
+    summary = Summary(total=len(items))
+    t0 = time.perf_counter()
+    run_id = bdir.manifest.start_run(engine, workers, settings)
+    report = report or (lambda *a: None)
+
+    def pending() -> Iterator[BatchItem]:
+        # Lazily, so hashing overlaps the engine's work on earlier calls.
+        for item in items:
+            bdir.prepare(item)
+            if resume and bdir.is_done(item):
+                summary.skipped += 1
+                report("skipped", item, None)
+                continue
+            yield item
+
+    try:
+        if engine == "local":
+            outcomes = run_local(pending(), config)
+        elif engine == "ray":
+            from speechpipe.batch.ray_engine import run_ray
+
+            outcomes = run_ray(pending(), config, workers=workers, address=address)
+        else:
+            raise BatchError(f"unknown engine {engine!r}; choose local or ray")
+        for oc in outcomes:
+            if oc.fatal:
+                raise BatchError(oc.reason or "the ASR model could not be loaded")
+            oc = bdir.record(oc)
+            if oc.status == "done":
+                summary.done += 1
+                summary.audio_seconds += float((oc.result.audio or {}).get("duration") or 0.0)
+            else:
+                summary.failed += 1
+                summary.failures.append((oc.item.input, oc.reason or ""))
+            report(oc.status, oc.item, oc)
+        bdir.finish()
+    finally:
+        summary.wall_seconds = time.perf_counter() - t0
+        bdir.manifest.finish_run(run_id, summary.done, summary.failed, summary.skipped)
+        bdir.close()
+    return summary

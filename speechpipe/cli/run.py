@@ -1,0 +1,108 @@
+"""``speechpipe run``: analyse recordings one after another into DIR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from speechpipe.cli.common import (
+    ASR_MODEL,
+    ASR_WORKERS,
+    BEAM,
+    COMPUTE,
+    COUNSELLOR,
+    DEVICE,
+    DIARIZER,
+    FORMATS,
+    NAV_PROMPT_OPT,
+    PROMPT,
+    PSEUDO,
+    PYANNOTE,
+    REDACT,
+    THREADS,
+    VAD_S,
+    VAD_T,
+    asr_options,
+    console,
+    pipeline_config,
+)
+from speechpipe.errors import fail_line, failure_reason, log_failure
+
+
+def register(app, eval_app):
+    @app.command()
+    def run(
+        audio: List[Path] = typer.Argument(..., help="Call recordings (WAV, FLAC, MP3, OGG; mono or stereo)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+        asr_model: Optional[str] = ASR_MODEL,
+        device: str = DEVICE,
+        compute_type: Optional[str] = COMPUTE,
+        beam_size: int = BEAM,
+        initial_prompt: Optional[str] = PROMPT,
+        nav_prompt: bool = NAV_PROMPT_OPT,
+        vad_threshold: float = VAD_T,
+        vad_min_silence_ms: int = VAD_S,
+        cpu_threads: int = THREADS,
+        asr_workers: int = ASR_WORKERS,
+        diarizer: str = DIARIZER,
+        pyannote_pipeline: Optional[str] = PYANNOTE,
+        counsellor_channel: str = COUNSELLOR,
+        redact: bool = REDACT,
+        formats: str = FORMATS,
+        pseudonymise: bool = PSEUDO,
+        no_prosody: bool = typer.Option(False, "--no-prosody", help="Skip the prosody stage."),
+        no_tag: bool = typer.Option(False, "--no-tag", help="Skip the phase/act tagger."),
+    ):
+        """Analyse call recordings; write DIR/<call_id>.json and the research exports."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from speechpipe.asr.whisper import ASRError
+        from speechpipe.outputs import parse_formats, write_outputs
+        from speechpipe.pipeline import Pipeline
+        from speechpipe.records import call_id_for
+
+        con = console()
+        fmts = parse_formats(formats)
+        asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold,
+                          vad_min_silence_ms, cpu_threads, asr_workers)
+        cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
+        pipe = Pipeline(cfg)
+        if pseudonymise:
+            from speechpipe.redact import require_pseudonym_key
+
+            require_pseudonym_key()  # a usage error before any file is read
+        failed = 0
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s audio"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=con, transient=True,
+        ) as bar:
+            for path in audio:
+                task = bar.add_task(path.name, total=None)
+
+                def progress(done, total, task=task):
+                    bar.update(task, completed=done, total=total)
+
+                try:
+                    call_id = call_id_for(path)
+                    if pseudonymise:
+                        from speechpipe.redact import pseudonymise_id
+
+                        call_id = pseudonymise_id(path)
+                    result = pipe.process(path, call_id=call_id, progress=progress)
+                    if pseudonymise and result.audio:
+                        result.audio["path"] = None  # the file name is what the pseudonym hides
+                    written = write_outputs(result, out, fmts)
+                    con.print(f"[green]done[/green] {path} → {written[0]}")
+                except ASRError as e:  # the model itself is unusable: no point going on
+                    con.print(f"[red]error[/red] {e}")
+                    raise typer.Exit(2)
+                except Exception as e:  # one bad file never stops the run
+                    failed += 1
+                    reason = failure_reason(e)
+                    con.print(fail_line(path, reason))
+                    log_failure(out, path, reason, e)
+                finally:
+                    bar.remove_task(task)
+        raise typer.Exit(2 if failed else 0)

@@ -1,0 +1,168 @@
+"""``speechpipe tag``, ``speechpipe train-tagger`` and ``speechpipe eval tagger``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v2.")
+
+
+def _load(model, con):
+    from speechpipe.tagging.tagger import TaggerError, load_tagger
+
+    try:
+        return load_tagger(model)
+    except TaggerError as e:
+        con.print(f"[red]error[/red] {e}")
+        raise typer.Exit(1)
+
+
+def _metrics_table(title: str, m: dict):
+    from rich.table import Table
+
+    t = Table("measure", "value", title=title)
+    for k in ("act_micro_f1", "act_macro_f1", "phase_accuracy"):
+        t.add_row(k, f"{m[k]:.3f}" if m[k] is not None else "–")
+    t.add_row("structure right", f"{m['structure_right']}/{m['calls']}")
+    t.add_row("reopenings right", f"{m['reopenings_right']}/{m['calls']}")
+    t.add_row("utterances", str(m["utterances"]))
+    for a, f in m["per_act_f1"].items():
+        t.add_row(f"  F1 {a}", f"{f:.3f}")
+    return t
+
+
+def _tag_table_file(tagger, path: Path, out: Path, con) -> int:
+    """Re-tag one utterance table; returns 1 if it failed (reported and logged), else 0."""
+    from speechpipe.errors import fail_line, failure_reason, log_failure
+    from speechpipe.tagging.table import TableError, tag_parquet
+
+    try:
+        utts, calls, n_utt, n_calls = tag_parquet(tagger, path, out)
+    except TableError as e:
+        con.print(fail_line(path, e.reason))
+        log_failure(out, path, e.reason, e)
+        return 1
+    except Exception as e:  # one bad file never stops the others
+        reason = failure_reason(e)
+        con.print(fail_line(path, reason))
+        log_failure(out, path, reason, e)
+        return 1
+    con.print(f"[green]done[/green] {path} → {utts} ({n_utt} utterances), {calls} ({n_calls} calls)")
+    return 0
+
+
+def register(app, eval_app):
+    @app.command("tag")
+    def tag(
+        transcripts: List[Path] = typer.Argument(..., help="Transcripts in the gold format (utterances with speaker and text), "
+                                                 "or utterance tables (.parquet: call_id, speaker, text, as `run` exports them)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output directory for DIR/<call_id>.json."),
+        redact: bool = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses."),
+        model: Optional[Path] = MODEL,
+    ):
+        """Tag acts, phases and call structure from text; gold labels in the files are ignored.
+
+        A .parquet utterance table is re-tagged as a table (columnar, bounded memory):
+        OUT/<stem>.parquet gets its rows with acts, phase and evidence, OUT/<stem>.calls.parquet
+        one row per call with the call measures.
+        """
+        from speechpipe.cli.common import console
+        from speechpipe.errors import fail_line, failure_reason, log_failure
+        from speechpipe.outputs.writers import private_dir, write_call_json
+        from speechpipe.records import CallResult
+        from speechpipe.tagging.train import GoldError, load_gold
+
+        con = console()
+        if out.exists() and not out.is_dir():
+            con.print(f"[red]error[/red] --out {out} is a file, not a directory")
+            raise typer.Exit(1)
+        tagger = _load(model, con)
+        private_dir(out)
+        calls, failed = [], 0
+        for path in transcripts:
+            if path.suffix.lower() == ".parquet":
+                failed += _tag_table_file(tagger, path, out, con)
+                continue
+            try:
+                calls.append(load_gold(path))
+            except GoldError as e:
+                failed += 1
+                con.print(fail_line(path, e.reason))
+                log_failure(out, path, e.reason, e)
+        # One vectorised pass over every readable call.
+        summaries = tagger.tag_calls([c["utterances"] for c in calls]) if calls else []
+        for c, summary in zip(calls, summaries):
+            try:
+                result = CallResult(call_id=c["call_id"], utterances=c["utterances"], models={"tagger": tagger.name},
+                                    summary=summary)
+                if redact:
+                    from speechpipe.redact import redact_call  # written alongside; imported only when asked for
+
+                    result = redact_call(result)
+                written = write_call_json(result, out)
+                con.print(f"[green]done[/green] {c['path']} → {written}")
+            except Exception as e:  # one bad call never stops the others
+                failed += 1
+                reason = failure_reason(e)
+                con.print(fail_line(c["path"], reason))
+                log_failure(out, c["path"], reason, e)
+        raise typer.Exit(2 if failed else 0)
+
+    @app.command("train-tagger")
+    def train_tagger(
+        gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts (e.g. ../shared/tagger-dev)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v2)."),
+        c: float = typer.Option(0.5, "--C", help="Inverse L2 regularisation strength of the act models."),
+        tune: int = typer.Option(4, "--tune-thresholds", help="Inner CV folds that choose each act's threshold (0: all 0.5)."),
+        no_cv: bool = typer.Option(False, "--no-cv", help="Skip leave-one-call-out cross-validation."),
+    ):
+        """Learn the tagger's weights from gold calls (reproducible: fixed seed)."""
+        from speechpipe.cli.common import console
+        from speechpipe.tagging.train import GoldError, train_and_save
+
+        con = console()
+        try:
+            res = train_and_save(gold, out, cv=not no_cv, C=c, tune_thresholds=tune)
+        except GoldError as e:
+            con.print(f"[red]error[/red] {e}")
+            raise typer.Exit(2)
+        con.print(f"wrote {res['json']} and {res['npz']}")
+        cv = res["cross_validation"]
+        if cv:
+            con.print(_metrics_table(f"leave-one-call-out ({cv['folds']} folds), clean text", cv["clean"]))
+            con.print(_metrics_table("same, ASR-like text", cv["asr_like"]))
+
+    @eval_app.command("tagger")
+    def eval_tagger(
+        gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts with acts and phases."),
+        model: Optional[Path] = MODEL,
+        asr_like: bool = typer.Option(False, "--asr-like", help="Also score an ASR-like copy (lower case, no punctuation, errors)."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
+    ):
+        """Act F1, phase accuracy and structure against your own gold transcripts."""
+        from speechpipe.cli.common import console
+        from speechpipe.outputs.writers import write_json
+        from speechpipe.tagging.train import GoldError, asr_copy, load_gold_dir, score, tag_gold
+
+        con = console()
+        tagger = _load(model, con)
+        try:
+            calls = load_gold_dir(gold)
+        except GoldError as e:
+            con.print(f"[red]error[/red] {e}")
+            raise typer.Exit(2)
+        res = {"model": tagger.name, "clean": score(tag_gold(tagger, calls), calls)}
+        if asr_like:
+            noisy = [asr_copy(c, 1000 + i) for i, c in enumerate(calls)]
+            res["asr_like"] = score(tag_gold(tagger, noisy), noisy)
+        from rich.console import Console
+
+        out = Console()
+        out.print(_metrics_table(f"{tagger.name} on {gold}", res["clean"]))
+        if asr_like:
+            out.print(_metrics_table("ASR-like copy", res["asr_like"]))
+        if json_out:
+            write_json(json_out, res)

@@ -1,0 +1,1 @@
+"""Prosody stage: pitch, backchannel intonation, breathing and stress cues per turn."""

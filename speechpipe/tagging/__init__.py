@@ -1,0 +1,1 @@
+"""Tagging stage: empathic-communication acts and call phases from text (linear model + Viterbi)."""

@@ -1,0 +1,431 @@
+"""Training and evaluation of the tagger (scikit-learn is used here only, never at inference).
+
+``speechpipe train-tagger`` runs :func:`train_and_save`: it reads the gold calls,
+adds an ASR-like copy of every call (lower case, no punctuation, spelling
+variants, dropped and swapped words) so the model cannot lean on punctuation,
+fits one logistic regression per act (on the speakers that may carry it) and a
+multinomial one for the phase emissions and one for the per-utterance reopen
+probability (:data:`~speechpipe.tagging.features.REOPEN_NAMES`), counts phase transitions, runs
+leave-calls-out cross-validation and writes ``models/tagger-v2.{json,npz}``.
+
+Examples
+--------
+>>> import random
+>>> asrify("Okei. Har du sendt inn meldekortet? [sukker]", random.Random(0), p_drop=0, p_swap=0)
+'okei har du sendt inn meldekortet'
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from speechpipe.records import ACTS, Utterance
+from speechpipe.tagging.features import (
+    REOPEN_NAMES,
+    REOPEN_STACK,
+    FeatureSpace,
+    encode_calls,
+    reopen_stack_cols,
+    stack_block,
+)
+from speechpipe.tagging.phases import PHASES, transition_matrix
+from speechpipe.tagging.tagger import COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
+from speechpipe.tagging.text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens, text_char_grams, word_features
+
+VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
+
+
+class GoldError(Exception):
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def load_gold(path) -> dict:
+    """Read one transcript in the gold format; ``acts``/``phase`` kept as gold if present.
+
+    Returns ``{"call_id", "utterances": [Utterance], "gold_acts", "gold_phase", "structure", "reopenings"}``;
+    the Utterances carry no labels (gold labels stay apart, so the tagger never sees them).
+    """
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise GoldError(p, f"cannot read: {e}") from e
+    except json.JSONDecodeError as e:
+        raise GoldError(p, f"not valid JSON ({e.msg}, line {e.lineno})") from e
+    if not isinstance(d, dict) or not isinstance(d.get("utterances"), list):
+        raise GoldError(p, "expected an object with an 'utterances' list")
+    utts, acts, phases = [], [], []
+    for i, u in enumerate(d["utterances"]):
+        if not isinstance(u, dict) or not isinstance(u.get("speaker"), str) or not isinstance(u.get("text"), str):
+            raise GoldError(p, f"utterance {i} needs string 'speaker' and 'text'")
+        start, end = u.get("start"), u.get("end")
+        if start is not None and not isinstance(start, (int, float)) or end is not None and not isinstance(end, (int, float)):
+            raise GoldError(p, f"utterance {i}: start/end must be numbers")
+        utts.append(Utterance(u["speaker"], start, end, u["text"], channel=u.get("channel")))
+        acts.append([a for a in u.get("acts") or [] if a in ACTS])
+        phases.append(u.get("phase"))
+    return {"call_id": str(d.get("call_id") or p.stem), "utterances": utts, "gold_acts": acts, "gold_phase": phases,
+            "structure": d.get("structure"), "reopenings": d.get("reopenings"), "path": str(p)}
+
+
+def load_gold_dir(path) -> list[dict]:
+    files = sorted(Path(path).glob("*.json"))
+    if not files:
+        raise GoldError(path, "no *.json gold files")
+    return [load_gold(f) for f in files]
+
+
+def asrify(text: str, rng: random.Random, p_drop: float = 0.06, p_swap: float = 0.04, p_variant: float = 0.3,
+           vocab: list[str] | None = None) -> str:
+    """Text as speech recognition would give it: no notes, no punctuation, lower case, some errors."""
+    words = re.sub(r"[^\w\s-]", " ", BRACKETS.sub(" ", text)).lower().replace("-", " ").split()
+    out = []
+    for w in words:
+        r = rng.random()
+        if r < p_drop and len(words) > 2:
+            continue
+        if r < p_drop + p_swap and vocab:
+            w = rng.choice(vocab)
+        elif w in VARIANTS and rng.random() < p_variant:
+            w = VARIANTS[w]
+        out.append(w)
+    return " ".join(out)
+
+
+def asr_copy(call: dict, seed: int, **kw) -> dict:
+    rng = random.Random(seed)
+    vocab = [w for u in call["utterances"] for w in normalise_tokens(u.text)]
+    utts = [Utterance(u.speaker, u.start, u.end, asrify(u.text, rng, vocab=vocab, **kw)) for u in call["utterances"]]
+    return {**call, "call_id": call["call_id"] + "-asr", "utterances": utts}
+
+
+def _design(fs: FeatureSpace, calls: list[dict]):
+    b = encode_calls([c["utterances"] for c in calls])
+    Xt, aux = fs.text_block(b.texts)
+    C = fs.context_block(b, aux)
+    X = sp.hstack([Xt[b.text_code], sp.csr_matrix(C)], format="csr")
+    R = fs.reopen_block(b, aux)
+    Y = np.zeros((b.n, NA), dtype=bool)
+    P = np.zeros(b.n, dtype=np.int64)
+    spk = []
+    i = 0
+    for c in calls:
+        for u, acts, ph in zip(c["utterances"], c["gold_acts"], c["gold_phase"]):
+            for a in acts:
+                Y[i, ACTS.index(a)] = True
+            P[i] = PHASES.index(ph) if ph in PHASES else -1
+            spk.append(u.speaker)
+            i += 1
+    return X, Y, P, np.array(spk, dtype=object), R, b
+
+
+def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
+        balanced: bool = True, phase_C: float | None = 2.0, reopen_C: float = 1.0, reopen_bias: float = 0.0,
+        fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
+        unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
+        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True,
+        tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7), chars: bool = False, char_min_df: int = 2,
+        char_scale: float = 1.0, unbalanced_acts: tuple = ()) -> Tagger:
+    """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
+
+    With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
+    probabilities (``inner_folds``-fold cross-fitting over the training calls, so no
+    call sees a first pass trained on itself) of each utterance and its neighbours are
+    extra features of the second-pass act, phase and reopen models. ``acts_only``
+    fits the act models alone (a first pass).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
+               end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df, char_scale=char_scale,
+               unbalanced_acts=unbalanced_acts)
+
+    train = list(calls)
+    if augment:
+        train += [asr_copy(c, seed + k) for k, c in enumerate(calls)]
+    df, cdf = Counter(), Counter()
+    for c in train:
+        for u in c["utterances"]:
+            toks = normalise_tokens(u.text)
+            df.update(set(word_features(toks)) if prefixes else set(ngrams(toks)))
+            if chars:
+                cdf.update(text_char_grams(toks))
+    vocab = sorted(g for g, n in df.items() if n >= min_df)
+    char_vocab = sorted(g for g, n in cdf.items() if n >= char_min_df)
+    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab)
+    X, Y, P, spk, R, b = _design(fs, train)
+    nt, nc = fs.n_text, fs.n_ctx
+    level1 = None
+    if stack:
+        level1 = fit(calls, stack=False, acts_only=True, **kw1)
+        S = stack_block(_oof_probs(calls, train, inner_folds, kw1), b)
+        X = sp.hstack([X, sp.csr_matrix(S)], format="csr")
+        R = np.hstack([R, S[:, reopen_stack_cols(ACTS)]])
+    # Cue-family columns scaled up: the L2 penalty then lets a family (a general cue
+    # from the method) carry more weight than any single n-gram seen in a few calls.
+    # Question-form families stay unscaled (they are broad, and scaling them hurt CV).
+    nv, nf = len(fs.vocab), len(fs.fam_names)
+    scale = np.ones(X.shape[1])
+    scale[nv:nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
+    scale[fs.n_ev:nt] = char_scale
+    scale[nt + nc:] = stack_scale
+    X = (X @ sp.diags(scale)).tocsr()
+    W = np.zeros((X.shape[1], NA + 4))
+    bias = np.zeros(NA + 4)
+    is_coun = spk == "counsellor"
+    # Stacked phase → act features: one-hot (phase × counsellor or not). Gold phases in
+    # training, the decoded phases at inference (a summary is a closing act, etc.).
+    Pa = np.zeros((len(P), 8))
+    okp = P >= 0
+    Pa[np.nonzero(okp)[0], (P + 4 * (~is_coun))[okp]] = phase_act_scale if phase_acts else 0.0
+    Xa = sp.hstack([X, sp.csr_matrix(Pa)], format="csr")
+    W_pa = np.zeros((8, NA))
+    for k, a in enumerate(ACTS):
+        rows = np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun)
+        y = Y[rows, k]
+        if y.sum() == 0:
+            bias[k] = -20.0
+            continue
+        # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", class_weight="balanced" if balanced and a not in unbalanced_acts else None)
+        m.fit(Xa[rows], y)
+        W[:, k] = m.coef_[0][:X.shape[1]]
+        W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
+        bias[k] = m.intercept_[0]
+    ok = P >= 0
+    if not acts_only:
+        m = LogisticRegression(C=phase_C or C, max_iter=3000)
+        m.fit(X[ok], P[ok])
+        coef = np.zeros((4, X.shape[1]))
+        inter = np.zeros(4)
+        coef[m.classes_] = m.coef_
+        inter[m.classes_] = m.intercept_
+        W[:, NA:] = coef.T
+        bias[NA:] = inter
+    W *= scale[:, None]  # back to raw 0/1 features for inference
+    # Reopen model: on utterances whose previous gold phase is solution/closing,
+    # does mapping start here? Few dense cue features, plain (unweighted) logistic
+    # regression so that its probability can serve as a transition probability.
+    prevP = np.roll(P, 1)
+    at_risk = (b.row_in_call() > 0) & (prevP >= 2) & (P >= 0)
+    y_reo = P[at_risk] == 1
+    W_reopen = np.zeros(R.shape[1] + 1)
+    if 0 < y_reo.sum() < len(y_reo) and not acts_only:
+        m = LogisticRegression(C=reopen_C, max_iter=2000)
+        m.fit(R[at_risk], y_reo)
+        W_reopen[:-1], W_reopen[-1] = m.coef_[0], m.intercept_[0] + reopen_bias
+    else:
+        W_reopen[-1] = -10.0
+    counts = Counter()
+    for c in calls:
+        ph = [PHASES.index(p) for p in c["gold_phase"] if p in PHASES]
+        counts.update(zip(ph, ph[1:]))
+    logA, logpi = transition_matrix(dict(counts))
+    thresholds = {a: 0.5 for a in ACTS}
+    if tune_thresholds > 1 and not acts_only:
+        kw_all = dict(kw1, phase_C=phase_C, reopen_C=reopen_C, reopen_bias=reopen_bias, phase_acts=phase_acts,
+                      phase_act_scale=phase_act_scale, stack=stack, inner_folds=inner_folds, stack_scale=stack_scale,
+                      threshold_range=threshold_range, tune_thresholds=0)  # inner fits: fixed 0.5, no nesting
+        thresholds = _inner_thresholds(calls, tune_thresholds, kw_all)
+    meta = {
+        "name": name or MODEL_STEM,
+        "vocab": fs.vocab,
+        "families": fs.families,
+        "acts": list(ACTS),
+        "phases": list(PHASES),
+        "text_features": fs.text_names,
+        "ctx_features": fs.ctx_names,
+        "thresholds": thresholds,
+        "logA": logA.tolist(),
+        "logpi": logpi.tolist(),
+        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
+                     "seed": seed, "balanced": balanced,
+                     "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
+                     "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
+                     "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
+                     "stack_scale": stack_scale, "prefixes": prefixes, "tune_thresholds": tune_thresholds,
+                     "threshold_range": list(threshold_range)},
+        "end_features": end_features,
+        "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
+    }
+    # Round-5 options are written only when used, so a default rebuild stays byte-identical to tagger-v2.
+    if chars:
+        meta["char_vocab"] = fs.chars
+        meta["training"].update(chars=chars, char_min_df=char_min_df, char_scale=char_scale)
+    if unbalanced_acts:
+        meta["training"]["unbalanced_acts"] = list(unbalanced_acts)
+    arrays = {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen, "W_phase_act": W_pa}
+    if level1 is not None:
+        arrays.update(W1_text=level1.W_text[:, :NA], W1_ctx=level1.W_ctx[:, :NA], b1=level1.bias[:NA])
+    return Tagger(meta, arrays)
+
+
+def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
+    """Per-act thresholds from an inner cross-validation over ``calls`` (see :func:`fit`).
+
+    Each act's threshold maximises the F1 of its out-of-fold decisions (on the speakers who
+    may carry it, rows with words), over a grid of probabilities in ``threshold_range``; ties
+    go to the value nearest 0.5. Rare acts with no out-of-fold positive keep 0.5.
+    """
+    from speechpipe.tagging.tagger import role_mask
+
+    n = len(calls)
+    k = max(2, min(folds, n))
+    lo, hi = kw.pop("threshold_range", (0.3, 0.7))
+    logits, gold, spk, words = [], [], [], []
+    for g in range(k):
+        held = list(range(g, n, k))
+        sub = fit([c for i, c in enumerate(calls) if i not in held], **kw)
+        test = [calls[i] for i in held] + [asr_copy(calls[i], 500 + i) for i in held]
+        b = encode_calls([c["utterances"] for c in test])
+        out = sub.tag_batch(b, logits=True)
+        logits.append(out["act_logits"])
+        words.append(out["n_tokens"][b.text_code] > 0)
+        spk.append(b.spk)
+        Y = np.zeros((b.n, NA), dtype=bool)
+        r = 0
+        for c in test:
+            for acts in c["gold_acts"]:
+                Y[r, [ACTS.index(a) for a in acts]] = True
+                r += 1
+        gold.append(Y)
+    L, Y, S, W = np.vstack(logits), np.vstack(gold), np.concatenate(spk), np.concatenate(words)
+    ok = role_mask()[S.astype(np.int64)] & W[:, None]
+    grid = np.round(np.arange(lo, hi + 1e-9, 0.05), 2)
+    out = {}
+    for j, a in enumerate(ACTS):
+        y, l = Y[ok[:, j], j], L[ok[:, j], j]
+        if y.sum() == 0:
+            out[a] = 0.5
+            continue
+        f1 = [2 * (y & (l > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (l > np.log(p / (1 - p))).sum()) for p in grid]
+        best = max(f1)
+        out[a] = float(min((p for p, f in zip(grid, f1) if f >= best - 1e-12), key=lambda p: (abs(p - 0.5), p)))
+    return out
+
+
+def _oof_probs(calls: list[dict], train: list[dict], folds: int, kw1: dict) -> np.ndarray:
+    """First-pass act probabilities of every row of ``train`` (``calls`` then their ASR-like
+    copies, as built by :func:`fit`), each from a first pass fitted without that call."""
+    n = len(calls)
+    offs = np.concatenate(([0], np.cumsum([len(c["utterances"]) for c in train])))
+    P1 = np.zeros((int(offs[-1]), NA))
+    k = max(2, min(folds, n))
+    for g in range(k):
+        held = list(range(g, n, k))
+        sub = fit([c for i, c in enumerate(calls) if i not in held], stack=False, acts_only=True, **kw1)
+        idx = held + [n + i for i in held if n + i < len(train)]
+        p = sub.act_probs(encode_calls([train[i]["utterances"] for i in idx]))
+        r = 0
+        for i in idx:
+            m = offs[i + 1] - offs[i]
+            P1[offs[i]:offs[i + 1]] = p[r:r + m]
+            r += m
+    return P1
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def score(pred_calls: list[dict], gold_calls: list[dict]) -> dict:
+    """Act micro/macro F1, per-act F1, phase accuracy, structure and reopenings agreement."""
+    tp, fp, fn = Counter(), Counter(), Counter()
+    ph_ok = ph_n = st_ok = reo_ok = 0
+    for pc, g in zip(pred_calls, gold_calls):
+        for u, ga, gp in zip(pc["utterances"], g["gold_acts"], g["gold_phase"]):
+            pa, ga = set(u.acts), set(ga)
+            for a in pa & ga:
+                tp[a] += 1
+            for a in pa - ga:
+                fp[a] += 1
+            for a in ga - pa:
+                fn[a] += 1
+            if gp in PHASES:
+                ph_n += 1
+                ph_ok += u.phase == gp
+        s = pc["summary"]
+        if g.get("structure"):
+            st_ok += s["structure"] == g["structure"]
+            reo_ok += s["reopenings"] == g.get("reopenings")
+
+    def f1(t, p, n):
+        return 2 * t / (2 * t + p + n) if (2 * t + p + n) else 0.0
+
+    labels = [a for a in ACTS if tp[a] + fn[a] > 0]
+    per = {a: round(f1(tp[a], fp[a], fn[a]), 3) for a in labels}
+    T, Fp, Fn = sum(tp.values()), sum(fp.values()), sum(fn.values())
+    return {
+        "act_micro_f1": round(f1(T, Fp, Fn), 4),
+        "act_macro_f1": round(float(np.mean(list(per.values()))) if per else 0.0, 4),
+        "phase_accuracy": round(ph_ok / ph_n, 4) if ph_n else None,
+        "structure_right": st_ok,
+        "reopenings_right": reo_ok,
+        "calls": len(gold_calls),
+        "utterances": sum(len(g["utterances"]) for g in gold_calls),
+        "per_act_f1": per,
+    }
+
+
+def tag_gold(tagger: Tagger, calls: list[dict]) -> list[dict]:
+    """Tag copies of the gold calls' utterances (gold labels never reach the tagger)."""
+    out = []
+    copies = [[Utterance(u.speaker, u.start, u.end, u.text) for u in c["utterances"]] for c in calls]
+    summaries = tagger.tag_calls(copies)
+    for c, utts, s in zip(calls, copies, summaries):
+        out.append({"call_id": c["call_id"], "utterances": utts, "summary": s})
+    return out
+
+
+def cross_validate(calls: list[dict], folds: int | None = None, **fit_kw) -> dict:
+    """Leave-calls-out cross-validation (default: leave one call out), on clean and ASR-like text."""
+    k = folds or len(calls)
+    groups = [list(range(i, len(calls), k)) for i in range(k)]
+    pred_clean, pred_asr, gold_clean, gold_asr = [], [], [], []
+    for held in groups:
+        train = [c for i, c in enumerate(calls) if i not in held]
+        test = [calls[i] for i in held]
+        t = fit(train, **fit_kw)
+        test_asr = [asr_copy(c, 1000 + i) for i, c in zip(held, test)]
+        pred_clean += tag_gold(t, test)
+        gold_clean += test
+        pred_asr += tag_gold(t, test_asr)
+        gold_asr += test_asr
+    return {"folds": k, "clean": score(pred_clean, gold_clean), "asr_like": score(pred_asr, gold_asr)}
+
+
+def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write ``STEM.json`` (names, vocabulary, transitions, metrics) and ``STEM.npz`` (weights) atomically."""
+    import io
+
+    from speechpipe.outputs.writers import atomic_write_bytes, write_json
+
+    stem = Path(stem) if stem else MODEL_DIR / MODEL_STEM
+    meta = dict(tagger.meta)
+    if extra:
+        meta.update(extra)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32),
+                        **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
+                        W_phase_act=tagger.W_pa.astype(np.float32),
+                        **({"W1_text": tagger.W1_text.astype(np.float32), "W1_ctx": tagger.W1_ctx.astype(np.float32),
+                            "b1": tagger.b1.astype(np.float32)} if tagger.stacked else {}))
+    npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
+    js = write_json(stem.with_suffix(".json"), meta)
+    return js, npz
+
+
+def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, **fit_kw) -> dict:
+    calls = load_gold_dir(gold_dir)
+    metrics = cross_validate(calls, **fit_kw) if cv else None
+    tagger = fit(calls, **fit_kw)
+    js, npz = save(tagger, stem, {"cross_validation": metrics})
+    return {"json": str(js), "npz": str(npz), "cross_validation": metrics}
