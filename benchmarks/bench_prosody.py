@@ -54,7 +54,7 @@ def _workload(seconds: float | None, stereo: bool = False):
         return audio, utts, name
     import soxr
 
-    from speechpipe.prosody.pitch import synth_telephone_voice
+    from speechpipe.evaluation.pitch import synth_telephone_voice
 
     dur = seconds or 120.0
     x, _, _ = synth_telephone_voice(dur, seed=0)
@@ -143,14 +143,8 @@ def accuracy(calls: list[str] | None = None) -> dict:
 
 
 def pitch_errors(seconds: float) -> dict:
-    from speechpipe.prosody.pitch import (
-        WIDE_CEILING,
-        WIDE_FLOOR,
-        PraatACTracker,
-        PyinTracker,
-        gross_error_rate,
-        synth_telephone_voice,
-    )
+    from speechpipe.evaluation.pitch import gross_error_rate, synth_telephone_voice
+    from speechpipe.prosody.pitch import WIDE_CEILING, WIDE_FLOOR, PraatACTracker, PyinTracker
 
     x, times, truth = synth_telephone_voice(seconds, seed=1)
     out = {}

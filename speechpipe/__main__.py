@@ -1,3 +1,5 @@
+"""``python -m speechpipe``: the command line."""
+
 from speechpipe.cli import main
 
 main()

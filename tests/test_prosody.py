@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 
 from speechpipe.audio.acoustics import detect_breaths, frame_features
+from speechpipe.evaluation.pitch import gross_error_rate, synth_telephone_voice
 from speechpipe.evaluation.prosody import prf, reference_utterances, score_call
 from speechpipe.prosody.analyzer import ProsodyAnalyzer, ProsodyConfig, final_pitch_movement
-from speechpipe.prosody.pitch import (
-    PraatACTracker,
-    gross_error_rate,
-    repair_octaves,
-    speaker_range,
-    synth_telephone_voice,
-)
+from speechpipe.prosody.pitch import PraatACTracker, repair_octaves, speaker_range
 from speechpipe.records import SAMPLE_RATE, AudioData, Utterance, Word
 from speechpipe.vocabulary import is_backchannel_candidate
 

@@ -159,9 +159,9 @@ def load_audio(path: str | os.PathLike) -> AudioData:
 
     Examples
     --------
-    >>> audio = load_audio("demo/demo-call.wav")  # doctest: +SKIP
-    >>> audio.channels, audio.sample_rate  # doctest: +SKIP
-    (2, 16000)
+    >>> audio = load_audio("demo/demo-call.flac")  # the bundled demo call (run from the repository root)
+    >>> audio.channels, audio.sample_rate, round(audio.duration)
+    (2, 16000, 37)
     """
     p = str(path)
     if not os.path.exists(p):
