@@ -380,10 +380,9 @@ def test_embedded_roles_from_real_asr_output(shared, embedded, diarized, embedde
 
 
 def test_build_diarizer_choices_and_auto_dispatch():
-    from speechpipe.pipeline import PipelineConfig
+    from speechpipe.config import ConfigError, PipelineConfig
     from speechpipe.speakers.diarization import (
         AutoDiarizer,
-        DiarizationError,
         EmbeddedDiarizer,
         StereoDiarizer,
         build_diarizer,
@@ -391,8 +390,12 @@ def test_build_diarizer_choices_and_auto_dispatch():
 
     assert isinstance(build_diarizer(PipelineConfig(diarizer="stereo")), StereoDiarizer)
     assert isinstance(build_diarizer(PipelineConfig(diarizer="embedded")), EmbeddedDiarizer)
-    with pytest.raises(DiarizationError, match="pyannote-pipeline"):
-        build_diarizer(PipelineConfig(diarizer="pyannote"))
+    # bad choices are refused when the settings are made, before any model is built
+    with pytest.raises(ConfigError, match="pipeline directory") as e:
+        PipelineConfig(diarizer="pyannote")
+    assert e.value.setting == "pyannote_pipeline"
+    with pytest.raises(ConfigError, match="diarizer must be one of"):
+        PipelineConfig(diarizer="magic")
     auto = build_diarizer(PipelineConfig())
     assert isinstance(auto, AutoDiarizer)
     sr = 16000
