@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from speechpipe import offline
+
+# Before any library that could phone home is imported, in every process that imports speechpipe
+# (CLI, Ray workers, library use): see speechpipe/offline.py for what each switch stops.
+offline.enforce_env()
+
 __version__ = "0.1.0"
 
 _API = {

@@ -29,6 +29,10 @@ def fail_line(path, reason: str) -> str:
     return f"[red]failed[/red] {path}: {reason}"
 
 
+def traceback_text(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
 def log_failure(out: str | os.PathLike, path, reason: str, detail: BaseException | str | None = None) -> None:
     """``errors.jsonl`` gets the one-line reason; ``speechpipe.log`` the traceback (owner-only).
 
@@ -39,7 +43,7 @@ def log_failure(out: str | os.PathLike, path, reason: str, detail: BaseException
     out = Path(out)
     append_jsonl(out / "errors.jsonl", {"file": str(path), "reason": reason})
     if isinstance(detail, BaseException):
-        detail = "".join(traceback.format_exception(type(detail), detail, detail.__traceback__))
+        detail = traceback_text(detail)
     fd = os.open(out / "speechpipe.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {path}\n{detail or reason}\n")

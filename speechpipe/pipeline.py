@@ -234,7 +234,7 @@ class Pipeline:
             timings["prosody"] = time.perf_counter() - t
 
         summary: dict = {}
-        if self.config.tag:
+        if self.config.tag and utterances:  # a call without speech has nothing to tag
             t = time.perf_counter()
             summary = self.tagger.tag_call(utterances)
             timings["tagger"] = time.perf_counter() - t
@@ -246,6 +246,8 @@ class Pipeline:
         if self.config.prosody and hasattr(self.prosody, "summarise"):
             summary.update(self.prosody.summarise(utterances, events))
 
+        if not utterances:  # silence, noise or hold music is a valid call: say why it is empty
+            summary["no_speech_reason"] = no_speech_reason(audio, job.speech)
         result = CallResult(
             call_id=job.call_id,
             utterances=utterances,
@@ -268,6 +270,19 @@ class Pipeline:
         timings["total"] = time.perf_counter() - job.t0
         result.models["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return result
+
+
+def no_speech_reason(audio: AudioData, speech: list) -> str:
+    """Why a call has no utterances, for ``summary.no_speech_reason``."""
+    import numpy as np
+
+    if audio.samples.size == 0:
+        return "empty recording (no samples)"
+    if float(np.max(np.abs(audio.samples))) < 1e-4:  # below -80 dBFS everywhere
+        return "silence: no sound above -80 dBFS"
+    if not any(len(regions) for regions in speech):
+        return "no speech detected by the voice activity detector (noise, music or tones)"
+    return "speech-like sound, but no words were recognised"
 
 
 @dataclass

@@ -33,12 +33,8 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import re
 from dataclasses import replace
-from pathlib import Path
 
 from speechpipe.records import CallResult, Utterance, Word
 
@@ -50,7 +46,6 @@ PLACEHOLDERS = {
     "email": "[E-POST]",
     "address": "[ADRESSE]",
 }
-PSEUDONYM_ENV = "SPEECHPIPE_PSEUDONYM_KEY"
 
 # --- check digits ---------------------------------------------------------
 
@@ -264,57 +259,27 @@ def redact_call(result: CallResult) -> CallResult:
             placements.append({"utterance": idx, "type": kind, "placeholder": PLACEHOLDERS[kind], "n": n})
         evidence = {k: redact_text(v)[0] if isinstance(v, str) else v for k, v in (u.evidence or {}).items()}
         utts.append(replace(u, text=text, words=_redact_words(list(u.words)), evidence=evidence))
-    out = replace(result, utterances=utts)
+    out = replace(result, utterances=utts, call_id=redact_id(result.call_id))
     out.redaction = {"counts": {k: counts.get(k, 0) for k in PLACEHOLDERS}, "placeholders": placements}
     return out
 
 
-# --- pseudonymous ids ---------------------------------------------------------
+# --- pseudonymous ids (the policy lives in speechpipe.privacy) ----------------------------
+
+from speechpipe.privacy import (  # noqa: E402,F401  (kept importable from here)
+    PSEUDONYM_ENV,
+    PseudonymKeyError,
+    pseudonymise_id,
+    require_pseudonym_key,
+)
 
 
-class PseudonymKeyError(ValueError):
-    """Raised when ``--pseudonymise`` is used without a key."""
-
-
-def require_pseudonym_key() -> str:
-    """The pseudonym key from the environment, or a usage error (for ``--pseudonymise``)."""
-    key = os.environ.get(PSEUDONYM_ENV)
-    if not key:
-        import typer
-
-        raise typer.BadParameter(
-            f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV} "
-            "(keep it out of the output directory; the same key gives the same ids)"
-        )
-    return key
-
-
-def pseudonymise_id(path: str | os.PathLike, key: str | None = None, length: int = 16) -> str:
-    """A keyed, stable pseudonym for a call: HMAC-SHA256 of the file's content.
-
-    The key comes from ``$SPEECHPIPE_PSEUDONYM_KEY`` unless given. Hashing the
-    content (not the name) gives the same id for the same recording wherever
-    it lies; without the key the id cannot be linked back to the file. A file
-    that cannot be read falls back to its resolved path.
+def redact_id(call_id: str) -> str:
+    """A call id with identifiers replaced (a file named by a personal number, say).
 
     Examples
     --------
-    >>> import tempfile; f = tempfile.NamedTemporaryFile(delete=False); _ = f.write(b"x"); f.close()
-    >>> pseudonymise_id(f.name, key="k")
-    'call-c38edc8815c8489f'
+    >>> redact_id("15076500565-opptak")
+    '[FØDSELSNUMMER]-opptak'
     """
-    key = key if key is not None else os.environ.get(PSEUDONYM_ENV)
-    if not key:
-        raise PseudonymKeyError(
-            f"--pseudonymise needs a secret key in the environment variable {PSEUDONYM_ENV} "
-            "(keep it out of the output directory; the same key gives the same ids)"
-        )
-    mac = hmac.new(key.encode("utf-8"), digestmod=hashlib.sha256)
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                mac.update(block)
-    except OSError:
-        mac.update(b"path:" + str(p.resolve()).encode("utf-8"))
-    return "call-" + mac.hexdigest()[:length]
+    return redact_text(call_id)[0]

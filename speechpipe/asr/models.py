@@ -27,10 +27,9 @@ class ModelError(Exception):
 
 def cache_root() -> Path:
     """``$SPEECHPIPE_CACHE``, else ``$XDG_CACHE_HOME/speechpipe``, else ``~/.cache/speechpipe``."""
-    if os.environ.get("SPEECHPIPE_CACHE"):
-        return Path(os.environ["SPEECHPIPE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "speechpipe"
+    from speechpipe.offline import cache_root as root
+
+    return root()
 
 
 def _package_data(name: str) -> Path:

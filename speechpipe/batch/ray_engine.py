@@ -19,6 +19,7 @@ import os
 from collections import deque
 from typing import Iterable, Iterator
 
+from speechpipe import offline
 from speechpipe.batch.engine import analyse
 from speechpipe.batch.items import BatchItem, Outcome
 
@@ -27,8 +28,6 @@ class CallWorker:
     """A Ray actor: one pipeline, models loaded once, many calls."""
 
     def __init__(self, config):
-        from speechpipe import offline
-
         offline.enforce_env()
         from speechpipe.pipeline import Pipeline
 
@@ -98,8 +97,6 @@ def run_ray(
     --------
     >>> outcomes = list(run_ray(discover("calls/"), PipelineConfig(), workers=2))  # doctest: +SKIP
     """
-    from speechpipe import offline
-
     offline.enforce_env()
     import ray
 
@@ -129,7 +126,8 @@ def run_ray(
         gpus = ray.cluster_resources().get("GPU", 0)
         use_gpu = config.asr.device != "cpu" and gpus >= 1
         opts = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": cpw}
-        opts["runtime_env"] = {"env_vars": _thread_env(cpw, local=not address)}
+        # Workers start with the offline switches set (before they import anything).
+        opts["runtime_env"] = {"env_vars": {**offline.worker_env(), **_thread_env(cpw, local=not address)}}
         Actor = ray.remote(max_restarts=1, max_task_retries=0)(CallWorker)
         actors = [Actor.options(**opts).remote(config) for _ in range(workers)]
         decode_task = ray.remote(num_cpus=1, max_retries=0, runtime_env=opts["runtime_env"])(decode)

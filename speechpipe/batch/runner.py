@@ -170,13 +170,15 @@ def merge_parts(parts: list[Path], dest: Path, order: tuple[str, ...]) -> Path:
     """
     import duckdb
 
+    from speechpipe.offline import DUCKDB_CONFIG
+
     from speechpipe.outputs.tables import write_table
     from speechpipe.outputs.writers import FILE_MODE
 
     if not parts:
         return write_table([], dest)
     tmp = dest.with_name(f".{dest.name}.merge.tmp")
-    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 1})
+    con = duckdb.connect(config={"memory_limit": "1GB", "threads": 1, **DUCKDB_CONFIG})
     try:
         con.execute("SET temp_directory = ?", [str(dest.parent / ".duckdb.tmp")])
         files = [str(p) for p in parts]

@@ -92,11 +92,13 @@ def draw_sample(
     """
     import duckdb
 
+    from speechpipe.offline import DUCKDB_CONFIG
+
     table = _calls_table(Path(batch_dir))
     cols = table.column_names
     if stratify and stratify not in cols:
         raise SampleError(f"--stratify {stratify!r} is not a column of calls.parquet; choose from {', '.join(cols)}")
-    con = duckdb.connect(config={"threads": 1})
+    con = duckdb.connect(config={"threads": 1, **DUCKDB_CONFIG})
     try:
         con.register("calls", table)
         con.execute("SET enable_external_access = false")  # a --where condition can only read `calls`

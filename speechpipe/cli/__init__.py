@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         import click.exceptions as cx
 
+    from speechpipe.cli.common import quiet_warnings
+
+    quiet_warnings()
     try:
         rv = app(args=argv, standalone_mode=False)
     except typer.Exit as e:

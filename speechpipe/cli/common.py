@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -10,9 +12,49 @@ from speechpipe.config import DIARIZERS
 
 
 def console():
+    """The stderr console; lines never wrap (a log file or a pipe gets one line per message)."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
+
+
+def quiet_warnings() -> None:
+    """Library warnings: scikit-learn's (site-packages paths, nothing a user can act on) are dropped;
+    any other prints as one line without a source path."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"sklearn(\.|$)")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message).strip().splitlines()[0] if str(message).strip() else ""
+        print(f"warning: {category.__name__}: {text}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
+def out_dir(out) -> "Path":
+    """``--out`` checked before any work (a file, not writable): a usage error, exit 1."""
+    from speechpipe.outputs.writers import OutputError, prepare_out
+
+    try:
+        return prepare_out(out)
+    except OutputError as e:
+        raise typer.BadParameter(str(e), param_hint="'--out'") from None
+
+
+def check_device(device: str) -> None:
+    """``--device cuda`` without a usable GPU is one usage error, not a failure of every file."""
+    if device != "cuda":
+        return
+    try:
+        import ctranslate2
+
+        n = ctranslate2.get_cuda_device_count()
+    except Exception:  # pragma: no cover - a broken CUDA install
+        n = 0
+    if n < 1:
+        raise typer.BadParameter("no CUDA GPU is usable here (driver or device missing); use --device cpu or auto",
+                                 param_hint="'--device'")
 
 
 def asr_options(

@@ -25,10 +25,12 @@ from speechpipe.cli.common import (
     VAD_S,
     VAD_T,
     asr_options,
+    check_device,
     console,
+    out_dir,
     pipeline_config,
 )
-from speechpipe.errors import fail_line, failure_reason, log_failure
+from speechpipe.errors import fail_line, failure_reason, log_failure, traceback_text
 
 
 def register(app, eval_app):
@@ -55,54 +57,61 @@ def register(app, eval_app):
         no_prosody: bool = typer.Option(False, "--no-prosody", help="Skip the prosody stage."),
         no_tag: bool = typer.Option(False, "--no-tag", help="Skip the phase/act tagger."),
     ):
-        """Analyse call recordings; write DIR/<call_id>.json and the research exports."""
+        """Analyse call recordings; write DIR/<call_id>.json and the research exports.
+
+        Two inputs with the same name get DIR/<name>.json and DIR/<name>-2.json (as in batch).
+        """
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         from speechpipe.asr.whisper import ASRError
         from speechpipe.outputs import parse_formats, write_outputs
         from speechpipe.pipeline import Pipeline
+        from speechpipe.privacy import Pseudonymiser, unique_stems
         from speechpipe.records import call_id_for
 
         con = console()
+        # Every usage error before any model loads or file is read.
         fmts = parse_formats(formats)
+        out = out_dir(out)
+        check_device(device)
+        pseudo = Pseudonymiser(pseudonymise)
+        pseudo.check()
         asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold,
                           vad_min_silence_ms, cpu_threads, asr_workers)
         cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
         pipe = Pipeline(cfg)
-        if pseudonymise:
-            from speechpipe.redact import require_pseudonym_key
+        ids = [pseudo.call_id(p, call_id_for(p)) for p in audio]
+        if redact:
+            from speechpipe.redact import redact_id
 
-            require_pseudonym_key()  # a usage error before any file is read
+            stems = unique_stems([redact_id(i) for i in ids])
+        else:
+            stems = unique_stems(ids)
         failed = 0
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s audio"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=con, transient=True,
         ) as bar:
-            for path in audio:
+            for path, call_id, stem in zip(audio, ids, stems):
                 task = bar.add_task(path.name, total=None)
 
                 def progress(done, total, task=task):
                     bar.update(task, completed=done, total=total)
 
                 try:
-                    call_id = call_id_for(path)
-                    if pseudonymise:
-                        from speechpipe.redact import pseudonymise_id
-
-                        call_id = pseudonymise_id(path)
-                    result = pipe.process(path, call_id=call_id, progress=progress)
-                    if pseudonymise and result.audio:
-                        result.audio["path"] = None  # the file name is what the pseudonym hides
-                    written = write_outputs(result, out, fmts)
-                    con.print(f"[green]done[/green] {path} → {written[0]}")
+                    result = pseudo.result(pipe.process(path, call_id=call_id, progress=progress))
+                    written = write_outputs(result, out, fmts, stem=stem)
+                    note = "" if written[0].stem == Path(path).stem or pseudonymise else " (name already used)"
+                    con.print(f"[green]done[/green] {path} → {written[0]}{note}")
                 except ASRError as e:  # the model itself is unusable: no point going on
                     con.print(f"[red]error[/red] {e}")
-                    raise typer.Exit(2)
+                    raise typer.Exit(2) from None
                 except Exception as e:  # one bad file never stops the run
                     failed += 1
                     reason = failure_reason(e)
                     con.print(fail_line(path, reason))
-                    log_failure(out, path, reason, e)
+                    log_failure(out, pseudo.shown(path, call_id), pseudo.scrub(reason, path, call_id),
+                                pseudo.scrub(traceback_text(e), path, call_id))
                 finally:
                     bar.remove_task(task)
         raise typer.Exit(2 if failed else 0)

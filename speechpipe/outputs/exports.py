@@ -165,7 +165,10 @@ def _span(result: CallResult, tiers: dict[str, list[Interval]]) -> float:
 
 def _via_tempfile(write, suffix: str) -> bytes:
     """Run a library writer that only takes a file name, and return the bytes (for an atomic write)."""
-    with tempfile.TemporaryDirectory(prefix="speechpipe-") as d:
+    from speechpipe.outputs.writers import scratch_dir
+
+    # Inside --out's private staging folder when writing a call: transcript text never goes to /tmp.
+    with tempfile.TemporaryDirectory(prefix="speechpipe-", dir=scratch_dir()) as d:
         p = os.path.join(d, "out" + suffix)
         write(p)
         return Path(p).read_bytes()
@@ -233,11 +236,16 @@ EXPORTS = {
 }
 
 
-def write_export(result: CallResult, fmt: str, out_dir: str | os.PathLike) -> Path:
-    """Write ``DIR/<call_id><ext>`` for one of :data:`EXPORTS`; raises :class:`NoTimesError` without times."""
+def write_export(result: CallResult, fmt: str, out_dir: str | os.PathLike, stem: str | None = None) -> Path:
+    """Write ``DIR/<stem><ext>`` (default stem: the call id made a safe file name) for one of :data:`EXPORTS`.
+
+    Raises :class:`NoTimesError` without times.
+    """
+    from speechpipe.privacy import safe_stem
+
     ext, render = EXPORTS[fmt]
     data = render(result)
-    path = Path(out_dir) / f"{result.call_id}{ext}"
+    path = Path(out_dir) / f"{stem or safe_stem(result.call_id)}{ext}"
     if isinstance(data, bytes):
         return atomic_write_bytes(path, data)
     return atomic_write_text(path, data)

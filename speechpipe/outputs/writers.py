@@ -2,13 +2,17 @@
 
 Every file speechpipe writes goes to a temporary file in the same directory
 and is renamed into place, so a crash or ``kill -9`` never leaves a
-half-written output. Files are owner-only (0600) and directories 0700:
+half-written output; a call's whole set of files is first written into a
+private staging folder inside ``--out`` (:class:`Staging`) and moved in only
+when every format succeeded. Files are owner-only (0600), and so are the
+folders speechpipe creates (0700); existing folders are never chmod-ed:
 calls are special-category personal data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -21,15 +25,111 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+STAGING_PREFIX = ".speechpipe-staging-"  # one private folder per call being written, inside --out
+_SCRATCH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("speechpipe_scratch", default=None)
+
+
+class OutputError(Exception):
+    """``--out`` cannot be used (a file, not writable); names the path and the problem."""
+
+
 def private_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and parents) owner-only; return it as a Path."""
+    """Create ``path`` and any missing parents owner-only (0700); return it as a Path.
+
+    Folders that already exist are left exactly as they are (a shared 1777
+    folder stays shared); only folders created here are made private.
+    """
     p = Path(path)
-    p.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    try:
-        os.chmod(p, DIR_MODE)
-    except PermissionError:  # an existing shared directory we do not own
-        pass
+    missing = []
+    q = p
+    while not q.exists() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # made meanwhile by someone else: not ours to chmod
+            continue
+        os.chmod(d, DIR_MODE)  # mkdir's mode is masked by the umask
+    if not p.is_dir():
+        raise NotADirectoryError(f"{p} is not a directory")
     return p
+
+
+def prepare_out(path: str | os.PathLike) -> Path:
+    """Check ``--out`` before any work: create it (private) or make sure it is a writable folder.
+
+    Raises :class:`OutputError` naming the problem.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{p} is a file, not a directory")
+    try:
+        private_dir(p)
+        probe = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=p)
+        os.rmdir(probe)
+    except OSError as e:
+        raise OutputError(f"{p} is not writable ({e.strerror or type(e).__name__})") from None
+    return p
+
+
+def scratch_dir() -> Path | None:
+    """Where a library writer's temporary files go: the current call's staging folder, if any."""
+    return _SCRATCH.get()
+
+
+class Staging:
+    """Write one call's files into a private folder inside ``out``; move them in together, or leave nothing.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> with Staging(out) as st:
+    ...     _ = atomic_write_text(st.dir / "a.json", "{}")
+    >>> [p.name for p in st.moved], sorted(p.name for p in out.iterdir())
+    (['a.json'], ['a.json'])
+    """
+
+    def __init__(self, out: str | os.PathLike):
+        self.out = private_dir(out)
+        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+        self.moved: list[Path] = []
+        self._token = None
+
+    def __enter__(self) -> "Staging":
+        self._token = _SCRATCH.set(self.dir)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        _SCRATCH.reset(self._token)
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def target(self, staged: Path) -> Path:
+        return self.out / staged.relative_to(self.dir)
+
+    def _commit(self) -> None:
+        files = sorted(p for p in self.dir.rglob("*") if p.is_file())
+        try:
+            for f in files:
+                dest = self.target(f)
+                private_dir(dest.parent)
+                os.replace(f, dest)
+                self.moved.append(dest)
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        """Remove the files this set moved in (after a later step of the same call failed)."""
+        for p in self.moved:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        self.moved = []
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -79,12 +179,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
+    # allow_nan=False: a bare NaN is not JSON; an error here beats a file most readers reject.
+    return atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
 
 
-def write_call_json(result: CallResult, out_dir: str | os.PathLike) -> Path:
-    """Write ``DIR/<call_id>.json`` (the output contract's call JSON)."""
-    return write_json(Path(out_dir) / f"{result.call_id}.json", result.to_dict())
+def write_call_json(result: CallResult, out_dir: str | os.PathLike, stem: str | None = None) -> Path:
+    """Write ``DIR/<stem>.json`` (the output contract's call JSON; default stem from the call id)."""
+    from speechpipe.privacy import safe_stem
+
+    return write_json(Path(out_dir) / f"{stem or safe_stem(result.call_id)}.json", result.to_dict())
 
 
 def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
