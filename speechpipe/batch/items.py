@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from speechpipe.config import COUNSELLOR_CHANNELS as CHANNELS
+from speechpipe.privacy import Pseudonymiser
 from speechpipe.records import CallResult
 
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".au", ".aiff", ".aif", ".caf", ".webm", ".mp4")
@@ -32,6 +33,7 @@ class BatchItem:
     meta: dict[str, Any] = field(default_factory=dict)
     content_hash: str | None = None  # filled in by the driver
     error: str | None = None  # a metadata problem found while reading the list
+    stem: str = ""  # output file name stem: privacy.safe_stem of the (redacted) call id, unique in the batch
 
 
 @dataclass
@@ -120,7 +122,7 @@ def discover(source: str | os.PathLike, pseudonymise: bool = False) -> list[Batc
         metadata), or a text file with one path per line. Relative paths in a list
         are relative to the list's folder.
     pseudonymise : bool
-        Name calls by a keyed content hash (:func:`speechpipe.redact.pseudonymise_id`).
+        Name calls by a keyed content hash (:func:`speechpipe.privacy.pseudonymise_id`).
 
     Returns
     -------
@@ -154,18 +156,32 @@ def discover(source: str | os.PathLike, pseudonymise: bool = False) -> list[Batc
             item.error = f"counsellor_channel {ch!r} in the input list is not one of {', '.join(CHANNELS)}"
         item.counsellor_channel = ch.lower() if ch else None
         item.meta = {k: v for k, v in r.items() if k}
-        if pseudonymise:
-            from speechpipe.redact import pseudonymise_id
-
-            item.call_id = pseudonymise_id(path)
+        item.call_id = Pseudonymiser(pseudonymise).call_id(path, item.call_id)
         items.append(item)
     items.sort(key=lambda i: i.input)
-    seen: dict[str, int] = {}
-    for it in items:  # unique ids: outputs are named by call id
-        n = seen.get(it.call_id, 0) + 1
-        seen[it.call_id] = n
-        if n > 1:
-            it.call_id = f"{it.call_id}-{n}"
+    return unique_ids(items)
+
+
+def unique_ids(items: list[BatchItem], redact: bool = False) -> list[BatchItem]:
+    """Give every item a unique call id and output stem (a repeat gets ``-2``, ``-3`` …).
+
+    Outputs are named by :func:`speechpipe.privacy.safe_stem` of the call id as
+    written (redacted with ``--redact``), so ids are made unique on that name.
+    """
+    from speechpipe.privacy import safe_stem
+    from speechpipe.redact import redact_id
+
+    seen: set[str] = set()
+    for it in items:
+        base, n = it.call_id, 1
+        while True:
+            cid = base if n == 1 else f"{base}-{n}"
+            stem = safe_stem(redact_id(cid) if redact else cid)
+            if stem not in seen:
+                break
+            n += 1
+        seen.add(stem)
+        it.call_id, it.stem = cid, stem
     return items
 
 

@@ -43,12 +43,15 @@ from speechpipe.batch.items import (  # noqa: F401  # noqa: F401  (the batch API
     discover,
     file_hash,
     settings_hash,
+    unique_ids,
 )
 from speechpipe.batch.manifest import Manifest, Row
 from speechpipe.errors import failure_reason
+from speechpipe.privacy import Pseudonymiser
 
 MANIFEST = "manifest.sqlite"
 PARTS = "parts"  # per-call table fragments, merged into the batch tables
+WORK = ".speechpipe-work"  # private work folder inside --out: staging folders and merge temporaries only
 
 
 # --- the output directory ----------------------------------------------------------
@@ -61,33 +64,54 @@ class BatchDir:
     """
 
     def __init__(self, out: str | os.PathLike, settings: dict[str, Any], formats: tuple[str, ...]):
-        from speechpipe.outputs.writers import private_dir
+        from speechpipe.outputs.writers import prepare_out
 
-        self.out = private_dir(out)
+        self.out = prepare_out(out)
         self.settings = settings
         self.formats = formats
+        self.pseudo = Pseudonymiser(bool(settings.get("pseudonymise")))
         self._lock = os.fdopen(os.open(self.out / ".batch.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise BatchError(f"{self.out}: another batch is writing to this directory") from None
-        self.removed_temp = self._remove_stale_temp()
+        self.removed_temp = self._clear_work()
         self.manifest = Manifest(self.out / MANIFEST)
 
-    def _remove_stale_temp(self) -> int:
-        """Delete temp files a killed run left (``writers.atomic_write_*`` names them ``.NAME.XXXX.tmp``)."""
+    def _clear_work(self) -> int:
+        """Empty the private work folder (what a killed run left there); nothing else under --out is touched.
+
+        Every temporary file of a batch lives in ``OUT/.speechpipe-work/``, which
+        speechpipe creates (0700) and only speechpipe writes to, so its content is
+        always our own staging folders and merge temporaries.
+        """
+        import shutil
+
+        from speechpipe.outputs.writers import private_dir
+
+        work = self.out / WORK
         n = 0
-        for dirpath, _dirs, files in os.walk(self.out):
-            for name in files:
-                if name.startswith(".") and name.endswith(".tmp"):
-                    os.unlink(os.path.join(dirpath, name))
-                    n += 1
+        if work.is_dir() and not work.is_symlink():
+            for p in work.iterdir():
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                n += 1
+        self.work = private_dir(work)
         return n
 
     def close(self) -> None:
+        import shutil
+
         self.manifest.close()
+        shutil.rmtree(self.work, ignore_errors=True)
         self._lock.close()
+
+    def key(self, item: BatchItem) -> str:
+        """The manifest's key for an input: its path, or a keyed hash of it (--pseudonymise)."""
+        return self.pseudo.manifest_key(item.input)
 
     def prepare(self, item: BatchItem) -> str:
         """Hash the input; return its settings hash."""
@@ -95,53 +119,81 @@ class BatchDir:
         return settings_hash(self.settings, item)
 
     def is_done(self, item: BatchItem) -> bool:
-        return self.manifest.is_done(item.input, item.content_hash, settings_hash(self.settings, item))
+        return self.manifest.is_done(self.key(item), item.content_hash, settings_hash(self.settings, item))
 
     def record(self, oc: Outcome) -> Outcome:
-        """Write one call's outputs and table parts, then commit its manifest row."""
+        """Write one call's outputs and table parts as one set, then commit its manifest row.
+
+        Either every file of the call is moved in or none is (a failure leaves
+        the manifest row ``failed`` and no new file). When an input is redone
+        with other settings (``--resume`` after ``--redact`` or ``--formats``
+        changed), the files the manifest listed for it and this run did not
+        write again are removed: only files speechpipe wrote for this input.
+        """
         from speechpipe.outputs import write_outputs
         from speechpipe.outputs.tables import call_row, utterance_rows, write_table
+        from speechpipe.outputs.writers import Staging
 
         item = oc.item
+        key = self.key(item)
+        prev = self.manifest.get(key)
         row = Row(
-            input=item.input, call_id=item.call_id, content_hash=item.content_hash,
+            input=key, call_id=item.call_id, content_hash=item.content_hash,
             settings_hash=settings_hash(self.settings, item), settings=self.settings,
             status=oc.status, seconds=round(oc.seconds, 3), meta=item.meta,
         )
         if oc.status == "done":
             try:
-                r = oc.result
-                written = write_outputs(r, self.out, self.formats)
-                crow = call_row(r)
-                crow.update(input=item.input, content_hash=item.content_hash)
-                crow.update({f"meta_{k}": v for k, v in item.meta.items()})
-                write_table([crow], self._part("calls", item.call_id))
-                urows = utterance_rows(r)
-                upath = self._part("utterances", item.call_id)
-                if urows:
-                    write_table(urows, upath)
-                elif upath.exists():
-                    upath.unlink()
-                row.outputs = [str(p) for p in written]
+                r = self.pseudo.result(oc.result)
+                stem = item.stem or item.call_id
+                with Staging(self.out, work=self.work) as st:
+                    written = write_outputs(r, self.out, self.formats, stem=stem, staging=st)
+                    crow = call_row(r)
+                    crow.update(input=self.pseudo.input_name(item.input), content_hash=item.content_hash)
+                    crow.update({f"meta_{k}": v for k, v in item.meta.items()})
+                    parts = [write_table([crow], st.dir / PARTS / "calls" / f"{stem}.parquet")]
+                    urows = utterance_rows(r)
+                    if urows:
+                        parts.append(write_table(urows, st.dir / PARTS / "utterances" / f"{stem}.parquet"))
+                    parts = [st.target(p) for p in parts]
+                row.outputs = [str(p) for p in written + parts]
                 row.models = {k: v for k, v in r.models.items() if k != "timings_s"}
                 row.duration = (r.audio or {}).get("duration")
+                if prev is not None:
+                    self._remove_stale(prev.outputs, row.outputs)
             except Exception as e:  # e.g. disk full: this call fails, the batch goes on
                 oc = Outcome(item, "failed", reason=f"writing outputs: {failure_reason(e)}",
                              detail="".join(traceback.format_exception(type(e), e, e.__traceback__)), seconds=oc.seconds)
                 row.status = "failed"
         if oc.status == "failed":
-            row.reason = oc.reason
+            row.reason = self.pseudo.scrub(oc.reason, item.input, item.call_id)
+            row.outputs = list(prev.outputs) if prev is not None else []  # what is on disk for it, if anything
             self._log_failure(item, oc)
         self.manifest.record(row)
         return oc
 
-    def _part(self, table: str, call_id: str) -> Path:
-        return self.out / PARTS / table / f"{call_id}.parquet"
+    def _remove_stale(self, old: list[str], new: list[str]) -> None:
+        """Delete the files an earlier run wrote for this input that this run did not write again."""
+        keep = set(new)
+        root = self.out.resolve()
+        for p in old:
+            q = Path(p)
+            if p in keep or not q.is_file() or q.is_symlink():
+                continue
+            if q.resolve().parent != root and root not in q.resolve().parents:
+                continue  # never outside --out
+            q.unlink()
+
+    def _parts(self, rows: list[Row], table: str) -> list[Path]:
+        mark = f"{os.sep}{PARTS}{os.sep}{table}{os.sep}"
+        return [Path(p) for r in rows for p in r.outputs if mark in p and Path(p).exists()]
 
     def _log_failure(self, item: BatchItem, oc: Outcome) -> None:
         from speechpipe.errors import log_failure
 
-        log_failure(self.out, item.input, oc.reason or "", oc.detail)
+        scrub = self.pseudo.scrub
+        log_failure(self.out, self.pseudo.shown(item.input, item.call_id), scrub(oc.reason or "", item.input,
+                    item.call_id), scrub(oc.detail, item.input, item.call_id))
 
     def finish(self) -> dict[str, Path]:
         """Rebuild the batch tables and ``errors.jsonl`` from the manifest (atomic writes)."""
@@ -149,20 +201,18 @@ class BatchDir:
 
         done = [r for r in self.manifest.rows("done")]
         failed = [r for r in self.manifest.rows("failed")]
-        errors = "".join(json.dumps({"file": r.input, "reason": r.reason}, ensure_ascii=False) + "\n" for r in failed)
+        shown = (lambda r: r.call_id) if self.pseudo.on else (lambda r: r.input)
+        errors = "".join(json.dumps({"file": shown(r), "reason": r.reason}, ensure_ascii=False) + "\n" for r in failed)
         paths = {}
         if errors or (self.out / "errors.jsonl").exists():
-            paths["errors"] = atomic_write_text(self.out / "errors.jsonl", errors)
-        ids = [r.call_id for r in done]
-        paths["calls"] = merge_parts([self._part("calls", i) for i in ids], self.out / "calls.parquet", ("call_id",))
-        paths["utterances"] = merge_parts(
-            [p for p in (self._part("utterances", i) for i in ids) if p.exists()],
-            self.out / "utterances.parquet", ("call_id", "idx"),
-        )
+            paths["errors"] = atomic_write_text(self.out / "errors.jsonl", errors, tmp_dir=self.work)
+        paths["calls"] = merge_parts(self._parts(done, "calls"), self.out / "calls.parquet", ("call_id",), self.work)
+        paths["utterances"] = merge_parts(self._parts(done, "utterances"), self.out / "utterances.parquet",
+                                          ("call_id", "idx"), self.work)
         return paths
 
 
-def merge_parts(parts: list[Path], dest: Path, order: tuple[str, ...]) -> Path:
+def merge_parts(parts: list[Path], dest: Path, order: tuple[str, ...], work: Path | None = None) -> Path:
     """Concatenate per-call Parquet parts into one file, atomically.
 
     DuckDB streams the union (columns matched by name, missing ones null)
@@ -177,10 +227,11 @@ def merge_parts(parts: list[Path], dest: Path, order: tuple[str, ...]) -> Path:
 
     if not parts:
         return write_table([], dest)
-    tmp = dest.with_name(f".{dest.name}.merge.tmp")
+    work = work or dest.parent
+    tmp = work / f".{dest.name}.merge.tmp"
     con = duckdb.connect(config={"memory_limit": "1GB", "threads": 1, **DUCKDB_CONFIG})
     try:
-        con.execute("SET temp_directory = ?", [str(dest.parent / ".duckdb.tmp")])
+        con.execute("SET temp_directory = ?", [str(work / ".duckdb.tmp")])
         files = [str(p) for p in parts]
         con.execute(
             f"COPY (SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {', '.join(order)}) "
@@ -224,6 +275,7 @@ def run_batch(
         The directory is busy, or the model is unusable (every call would fail).
     """
     settings = batch_settings(config, formats, pseudonymise)
+    unique_ids(items, redact=bool(getattr(config, "redact", False)))  # output names as written
     bdir = BatchDir(out, settings, formats)
     summary = Summary(total=len(items))
     t0 = time.perf_counter()

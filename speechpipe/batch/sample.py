@@ -160,8 +160,10 @@ def write_sample(
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     entries = []
+    from speechpipe.privacy import safe_stem
+
     for r in rows:
-        js = batch_dir / f"{r['call_id']}.json"
+        js = batch_dir / f"{safe_stem(r['call_id'])}.json"
         w.writerow({**r, "json": str(js)})
         entries.append({"call_id": r["call_id"], "json": js, "row": r})
     atomic_write_text(dest / "sample.csv", buf.getvalue())
@@ -191,7 +193,7 @@ def _write_reports(entries: list[dict[str, Any]], dest: Path) -> None:
         if not e["json"].exists():
             continue
         result = CallResult.from_dict(json.loads(e["json"].read_text(encoding="utf-8")))
-        page = dest / f"{e['call_id']}.html"
+        page = dest / e["json"].with_suffix(".html").name
         if hasattr(report, "write_report"):
             report.write_report(result, page)
         index.append({"call_id": e["call_id"], "path": page, "result": result, **e["row"]})

@@ -85,7 +85,15 @@ def register(app, eval_app):
         con = common.console()
         if engine not in ("local", "ray"):
             raise typer.BadParameter("--engine must be local or ray")
+        # Every usage error before any input is read or model loaded.
         fmts = parse_formats(formats)
+        out = common.out_dir(out)
+        if not address:  # a cluster's GPUs are not visible from here
+            common.check_device(device)
+        if pseudonymise:
+            from speechpipe.privacy import require_pseudonym_key
+
+            require_pseudonym_key()
         asr = common.asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt,
                               vad_threshold, vad_min_silence_ms, cpu_threads, asr_workers)
         cfg = common.pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)

@@ -89,9 +89,10 @@ class Staging:
     (['a.json'], ['a.json'])
     """
 
-    def __init__(self, out: str | os.PathLike):
+    def __init__(self, out: str | os.PathLike, work: str | os.PathLike | None = None):
         self.out = private_dir(out)
-        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out))
+        # In ``work`` (a private folder inside ``out``, same file system) or directly in ``out``.
+        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=work or self.out))
         self.moved: list[Path] = []
         self._token = None
 
@@ -132,11 +133,11 @@ class Staging:
         self.moved = []
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically with mode 0600."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically with mode 0600 (the temporary file in ``tmp_dir`` or beside it)."""
     path = Path(path)
     private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir or path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -174,8 +175,8 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike, text: str, tmp_dir: str | os.PathLike | None = None) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), tmp_dir)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
