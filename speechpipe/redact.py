@@ -264,6 +264,38 @@ def redact_call(result: CallResult) -> CallResult:
     return out
 
 
+def redact_table(table):
+    """An Arrow utterance table with identifiers replaced in ``text``, ``evidence`` and ``call_id``.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> redact_table(pa.table({"call_id": ["a"], "text": ["ring 912 34 567"]})).column("text").to_pylist()
+    ['ring [TELEFONNUMMER]']
+    """
+    import json
+
+    import pyarrow as pa
+
+    def _evidence(v):
+        try:
+            d = json.loads(v)
+        except (TypeError, ValueError):
+            return redact_text(v)[0]
+        return json.dumps({k: redact_text(x)[0] if isinstance(x, str) else x for k, x in d.items()}, ensure_ascii=False)
+
+    fns = {"text": lambda v: redact_text(v)[0], "call_id": redact_id, "evidence": _evidence}
+    for name, fn in fns.items():
+        if name not in table.column_names:
+            continue
+        col = table.column(name)
+        if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+            continue
+        vals = [None if v is None else fn(v) for v in col.to_pylist()]
+        table = table.set_column(table.column_names.index(name), name, pa.array(vals, type=col.type))
+    return table
+
+
 # --- pseudonymous ids (the policy lives in speechpipe.privacy) ----------------------------
 
 from speechpipe.privacy import (  # noqa: E402,F401  (kept importable from here)

@@ -34,13 +34,35 @@ def _metrics_table(title: str, m: dict):
     return t
 
 
-def _tag_table_file(tagger, path: Path, out: Path, con) -> int:
+def check_transcript(call: dict, con) -> None:
+    """Times must be finite numbers (not booleans) with start <= end; a speaker outside the
+    contract becomes ``other``, with a warning. Raises ValueError naming the utterance and field."""
+    import math
+
+    from speechpipe.vocabulary import SPEAKERS
+
+    for i, u in enumerate(call["utterances"]):
+        for field in ("start", "end"):
+            v = getattr(u, field)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"utterance {i}: '{field}' must be a finite number of seconds, not {v!r}")
+        if u.start is not None and u.end is not None and u.end < u.start:
+            raise ValueError(f"utterance {i}: 'end' ({u.end}) is before 'start' ({u.start})")
+        if u.speaker not in SPEAKERS:
+            con.print(f"[yellow]warning[/yellow] {call['path']}: utterance {i}: speaker {u.speaker!r} "
+                      f"is not one of {', '.join(SPEAKERS)}; tagged as 'other'")
+            u.speaker = "other"
+
+
+def _tag_table_file(tagger, path: Path, out: Path, con, redact: bool = False) -> int:
     """Re-tag one utterance table; returns 1 if it failed (reported and logged), else 0."""
     from speechpipe.errors import fail_line, failure_reason, log_failure
     from speechpipe.tagging.table import TableError, tag_parquet
 
     try:
-        utts, calls, n_utt, n_calls = tag_parquet(tagger, path, out)
+        utts, calls, n_utt, n_calls = tag_parquet(tagger, path, out, redact=redact)
     except TableError as e:
         con.print(fail_line(path, e.reason))
         log_failure(out, path, e.reason, e)
@@ -69,41 +91,48 @@ def register(app, eval_app):
         OUT/<stem>.parquet gets its rows with acts, phase and evidence, OUT/<stem>.calls.parquet
         one row per call with the call measures.
         """
-        from speechpipe.cli.common import console
+        from speechpipe.cli.common import console, out_dir
         from speechpipe.errors import fail_line, failure_reason, log_failure
-        from speechpipe.outputs.writers import private_dir, write_call_json
+        from speechpipe.outputs import write_outputs
+        from speechpipe.privacy import unique_stems
         from speechpipe.records import CallResult
+        from speechpipe.redact import redact_id
         from speechpipe.tagging.train import GoldError, load_gold
 
         con = console()
-        if out.exists() and not out.is_dir():
-            con.print(f"[red]error[/red] --out {out} is a file, not a directory")
-            raise typer.Exit(1)
+        out = out_dir(out)  # a usage error before any work
         tagger = _load(model, con)
-        private_dir(out)
         calls, failed = [], 0
         for path in transcripts:
             if path.suffix.lower() == ".parquet":
-                failed += _tag_table_file(tagger, path, out, con)
+                failed += _tag_table_file(tagger, path, out, con, redact)
                 continue
             try:
-                calls.append(load_gold(path))
-            except GoldError as e:
+                call = load_gold(path)
+                check_transcript(call, con)
+                calls.append(call)
+            except (GoldError, ValueError) as e:
                 failed += 1
-                con.print(fail_line(path, e.reason))
-                log_failure(out, path, e.reason, e)
-        # One vectorised pass over every readable call.
-        summaries = tagger.tag_calls([c["utterances"] for c in calls]) if calls else []
-        for c, summary in zip(calls, summaries):
+                reason = e.reason if isinstance(e, GoldError) else str(e)
+                con.print(fail_line(path, reason))
+                log_failure(out, path, reason, e)
+        # One vectorised pass over every call with speech; an empty transcript is a valid call without speech.
+        spoken = [c for c in calls if c["utterances"]]
+        tagged = dict(zip(map(id, spoken), tagger.tag_calls([c["utterances"] for c in spoken]) if spoken else []))
+        # Two transcripts with one call id (or ids that make the same file name) get -2, -3 … as in batch.
+        stems = unique_stems([redact_id(c["call_id"]) if redact else c["call_id"] for c in calls])
+        for c, stem in zip(calls, stems):
+            summary = tagged.get(id(c)) or {"no_speech_reason": "the transcript has no utterances"}
             try:
                 result = CallResult(call_id=c["call_id"], utterances=c["utterances"], models={"tagger": tagger.name},
                                     summary=summary)
                 if redact:
-                    from speechpipe.redact import redact_call  # written alongside; imported only when asked for
+                    from speechpipe.redact import redact_call
 
                     result = redact_call(result)
-                written = write_call_json(result, out)
-                con.print(f"[green]done[/green] {c['path']} → {written}")
+                written = write_outputs(result, out, ("json",), stem=stem)[0]
+                note = "" if stem == c["call_id"] else f" (call id {result.call_id!r})"
+                con.print(f"[green]done[/green] {c['path']} → {written}{note}")
             except Exception as e:  # one bad call never stops the others
                 failed += 1
                 reason = failure_reason(e)

@@ -222,7 +222,7 @@ def tag_table(tagger: Tagger, table, path="<table>"):
 
 
 def tag_parquet(tagger: Tagger, src: str | os.PathLike, out_dir: str | os.PathLike,
-                rows_per_chunk: int = ROWS_PER_CHUNK) -> tuple[Path, Path, int, int]:
+                rows_per_chunk: int = ROWS_PER_CHUNK, redact: bool = False) -> tuple[Path, Path, int, int]:
     """Re-tag an utterance Parquet file: write ``OUT/<stem>.parquet`` (its rows, tagged) and
     ``OUT/<stem>.calls.parquet`` (one row per call).
 
@@ -260,6 +260,10 @@ def tag_parquet(tagger: Tagger, src: str | os.PathLike, out_dir: str | os.PathLi
         def emit(t):
             nonlocal wu, wc, n_utt, n_calls
             ut, ct = tag_table(tagger, t, src)
+            if redact:  # tagged on the original words; the outputs hold no identifier
+                from speechpipe.redact import redact_table
+
+                ut, ct = redact_table(ut), redact_table(ct)
             ids = ct.column("call_id").to_pylist()
             again = seen.intersection(ids)
             if again:
