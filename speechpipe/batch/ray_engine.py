@@ -15,7 +15,9 @@ outputs need only the driver's disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections import deque
 from typing import Iterable, Iterator
 
@@ -51,6 +53,31 @@ def decode(path: str):
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a request fails at once, on loopback
+LOOPBACK = "127.0.0.1,localhost,::1"
+
+
+@contextlib.contextmanager
+def _no_outside_http():
+    """Start a private Ray instance whose processes cannot reach outside this machine over HTTP.
+
+    Ray 2.60's dashboard process asks the cloud metadata services (169.254.169.254,
+    metadata.google.internal) which cloud it runs on even with usage statistics
+    off (``usage_stats_head.run`` does so before it checks). Its processes inherit
+    this environment: ``requests`` then goes to a dead loopback proxy, and loopback
+    (Ray's own gRPC and HTTP) bypasses it.
+    """
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: (LOOPBACK if "no" in k.lower() else DEAD_PROXY) for k in names})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _thread_env(cpus_per_worker: int, local: bool) -> dict[str, str]:
@@ -98,6 +125,10 @@ def run_ray(
     >>> outcomes = list(run_ray(discover("calls/"), PipelineConfig(), workers=2))  # doctest: +SKIP
     """
     offline.enforce_env()
+    if not address and "ray" not in sys.modules:
+        # A private instance talks over loopback only: Ray otherwise looks up "this node's address"
+        # (a UDP connect to 8.8.8.8) and binds GCS/raylet to the public interface. Read at import.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
     workers = max(1, int(workers))
@@ -114,13 +145,14 @@ def run_ray(
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
             # Logical CPUs for the actors plus one for decode tasks; real cores may be fewer.
-            ray.init(
-                num_cpus=max(os.cpu_count() or 1, workers * cpw + 1),
-                include_dashboard=False,
-                logging_level="WARNING",
-                log_to_driver=False,
-                configure_logging=True,
-            )
+            with _no_outside_http():
+                ray.init(
+                    num_cpus=max(os.cpu_count() or 1, workers * cpw + 1),
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=False,
+                    configure_logging=True,
+                )
         started = True
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
