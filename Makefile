@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: setup demo test bench chromium
+.PHONY: setup demo test bench chromium strace
 setup: $(STAMP)
 
 demo: $(STAMP)
@@ -20,7 +20,11 @@ demo: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || echo "chromium not installed: browser tests will skip"
 
-test: $(STAMP) chromium
+# The privacy tests also trace every process with strace (root CI installs it; elsewhere that part skips).
+strace:
+	@command -v strace >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq strace; } || echo "strace not installed: privacy tests use the socket guard only"
+
+test: $(STAMP) chromium strace
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
