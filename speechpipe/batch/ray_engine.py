@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from collections import deque
 from typing import Iterable, Iterator
 
@@ -57,19 +59,41 @@ DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, a reques
 LOOPBACK = "127.0.0.1,localhost,::1"
 
 
-@contextlib.contextmanager
-def _no_outside_http():
-    """Start a private Ray instance whose processes cannot reach outside this machine over HTTP.
+def _ray_temp_dir() -> str:
+    """A private folder for Ray's session (sockets, logs), removed after the batch.
 
-    Ray 2.60's dashboard process asks the cloud metadata services (169.254.169.254,
-    metadata.google.internal) which cloud it runs on even with usage statistics
-    off (``usage_stats_head.run`` does so before it checks). Its processes inherit
-    this environment: ``requests`` then goes to a dead loopback proxy, and loopback
-    (Ray's own gRPC and HTTP) bypasses it.
+    Ray would use ``/tmp/ray`` and keep it. Its socket paths must stay under 108
+    bytes, so a long ``$TMPDIR`` gives way to ``/tmp``.
     """
-    names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy")
+    base = tempfile.gettempdir()
+    if len(base) > 40:
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="speechpipe-ray-", dir=base)
+
+
+@contextlib.contextmanager
+def _private_instance_env(folder: str, token: bool = True):
+    """The environment a private Ray instance's processes start with (they inherit it).
+
+    - Ray 2.60's dashboard process asks the cloud metadata services (169.254.169.254,
+      metadata.google.internal) which cloud it runs on even with usage statistics
+      off (``usage_stats_head.run`` does so before it checks): ``requests`` goes to a
+      dead loopback proxy instead, and loopback (Ray's own gRPC and HTTP) bypasses it.
+    - Token authentication with a fresh token in ``folder`` (private, removed after
+      the batch): Ray would otherwise write one to ``~/.ray/auth_token`` and keep it.
+    """
+    import secrets
+
+    names = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy", "RAY_AUTH_MODE",
+             "RAY_AUTH_TOKEN_PATH")
     saved = {k: os.environ.get(k) for k in names}
-    os.environ.update({k: (LOOPBACK if "no" in k.lower() else DEAD_PROXY) for k in names})
+    os.environ.update({k: (LOOPBACK if "no" in k.lower() else DEAD_PROXY) for k in names[:6]})
+    if token:  # only before Ray is imported: the driver must read the same token as its children
+        path = os.path.join(folder, "auth_token")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": path})
     try:
         yield
     finally:
@@ -125,11 +149,22 @@ def run_ray(
     >>> outcomes = list(run_ray(discover("calls/"), PipelineConfig(), workers=2))  # doctest: +SKIP
     """
     offline.enforce_env()
-    if not address and "ray" not in sys.modules:
+    private = not address
+    fresh = "ray" not in sys.modules  # Ray reads these switches when it is imported
+    if private and fresh:
         # A private instance talks over loopback only: Ray otherwise looks up "this node's address"
-        # (a UDP connect to 8.8.8.8) and binds GCS/raylet to the public interface. Read at import.
+        # (a UDP connect to 8.8.8.8) and binds GCS/raylet to the public interface.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_tmp = _ray_temp_dir() if private else None
+    env = contextlib.ExitStack()
+    if private:
+        env.enter_context(_private_instance_env(ray_tmp, token=fresh))
     import ray
+
+    if ray.is_initialized() and ray_tmp:  # an instance the caller started: used as it is
+        env.close()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        ray_tmp = None
 
     workers = max(1, int(workers))
     cpw = cpus_per_worker or max(1, int(config.asr.cpu_threads or 1))
@@ -145,14 +180,19 @@ def run_ray(
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
             # Logical CPUs for the actors plus one for decode tasks; real cores may be fewer.
-            with _no_outside_http():
-                ray.init(
-                    num_cpus=max(os.cpu_count() or 1, workers * cpw + 1),
-                    include_dashboard=False,
-                    logging_level="WARNING",
-                    log_to_driver=False,
-                    configure_logging=True,
-                )
+            try:
+                with env:
+                    ray.init(
+                        num_cpus=max(os.cpu_count() or 1, workers * cpw + 1),
+                        include_dashboard=False,
+                        logging_level="WARNING",
+                        log_to_driver=False,
+                        configure_logging=True,
+                        _temp_dir=ray_tmp,
+                    )
+            except BaseException:
+                shutil.rmtree(ray_tmp, ignore_errors=True)
+                raise
         started = True
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -195,3 +235,5 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+            if ray_tmp:
+                shutil.rmtree(ray_tmp, ignore_errors=True)
