@@ -29,7 +29,6 @@ import fcntl
 import json
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -46,7 +45,7 @@ from speechpipe.batch.items import (  # noqa: F401  # noqa: F401  (the batch API
     unique_ids,
 )
 from speechpipe.batch.manifest import Manifest, Row
-from speechpipe.errors import failure_reason
+from speechpipe.errors import failure_reason, traceback_text
 from speechpipe.privacy import Pseudonymiser
 
 MANIFEST = "manifest.sqlite"
@@ -163,7 +162,7 @@ class BatchDir:
                     self._remove_stale(prev.outputs, row.outputs)
             except Exception as e:  # e.g. disk full: this call fails, the batch goes on
                 oc = Outcome(item, "failed", reason=f"writing outputs: {failure_reason(e)}",
-                             detail="".join(traceback.format_exception(type(e), e, e.__traceback__)), seconds=oc.seconds)
+                             detail=traceback_text(e), seconds=oc.seconds)
                 row.status = "failed"
         if oc.status == "failed":
             row.reason = self.pseudo.scrub(oc.reason, item.input, item.call_id)
@@ -221,7 +220,6 @@ def merge_parts(parts: list[Path], dest: Path, order: tuple[str, ...], work: Pat
     import duckdb
 
     from speechpipe.offline import DUCKDB_CONFIG
-
     from speechpipe.outputs.tables import write_table
     from speechpipe.outputs.writers import FILE_MODE
 

@@ -66,7 +66,7 @@ def register(app, eval_app):
         from speechpipe.asr.whisper import ASRError
         from speechpipe.outputs import parse_formats, write_outputs
         from speechpipe.pipeline import Pipeline
-        from speechpipe.privacy import Pseudonymiser, unique_stems
+        from speechpipe.privacy import Pseudonymiser, safe_stem, unique_stems
         from speechpipe.records import call_id_for
 
         con = console()
@@ -84,15 +84,16 @@ def register(app, eval_app):
         if redact:
             from speechpipe.redact import redact_id
 
-            stems = unique_stems([redact_id(i) for i in ids])
+            names = [redact_id(i) for i in ids]
         else:
-            stems = unique_stems(ids)
+            names = ids
+        stems = unique_stems(names)  # one name in two folders: NAME, NAME-2 (as batch names them)
         failed = 0
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} s audio"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=con, transient=True,
         ) as bar:
-            for path, call_id, stem in zip(audio, ids, stems):
+            for path, call_id, name, stem in zip(audio, ids, names, stems):
                 task = bar.add_task(path.name, total=None)
 
                 def progress(done, total, task=task):
@@ -101,7 +102,7 @@ def register(app, eval_app):
                 try:
                     result = pseudo.result(pipe.process(path, call_id=call_id, progress=progress))
                     written = write_outputs(result, out, fmts, stem=stem)
-                    note = "" if written[0].stem == Path(path).stem or pseudonymise else " (name already used)"
+                    note = "" if stem == safe_stem(name) else " (name already used)"
                     con.print(f"[green]done[/green] {path} → {written[0]}{note}")
                 except ASRError as e:  # the model itself is unusable: no point going on
                     con.print(f"[red]error[/red] {e}")
