@@ -119,9 +119,9 @@ def outside_traffic(trace: str) -> list[str]:
 
 def cache_root() -> Path:
     """The real cache (the assembled Whisper model is there already): the one folder allowed outside --out."""
-    from speechpipe.offline import cache_root as root
-
-    return root()
+    if os.environ.get("SPEECHPIPE_CACHE"):
+        return Path(os.environ["SPEECHPIPE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speechpipe"
 
 
 def _guarded(cmd, tmp_path, env_extra=None, timeout=600, trace=True, check_written=True):
