@@ -44,6 +44,11 @@ def log_failure(out: str | os.PathLike, path, reason: str, detail: BaseException
     append_jsonl(out / "errors.jsonl", {"file": str(path), "reason": reason})
     if isinstance(detail, BaseException):
         detail = traceback_text(detail)
-    fd = os.open(out / "speechpipe.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_text(out, str(path), detail or reason)
+
+
+def log_text(out: str | os.PathLike, header: str, text: str) -> None:
+    """Append one entry to ``DIR/speechpipe.log`` (owner-only): the one writer of that file."""
+    fd = os.open(Path(out) / "speechpipe.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {path}\n{detail or reason}\n")
+        f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {header}\n{text}\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -126,16 +125,14 @@ def register(app, eval_app):
                 con.print(f"[red]error[/red] {e}")
                 raise typer.Exit(2)
             except Exception as e:  # a bug or a full disk: one line here, the traceback in the log
-                import traceback
+                from speechpipe.errors import log_text, traceback_text
 
-                con.print(f"[red]error[/red] batch stopped: {failure_reason(e)} (details in {out / 'speechpipe.log'})", soft_wrap=True)
+                con.print(f"[red]error[/red] batch stopped: {failure_reason(e)} (details in {out / 'speechpipe.log'})")
                 try:
-                    fd = os.open(out / "speechpipe.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                    with os.fdopen(fd, "a", encoding="utf-8") as f:
-                        f.write("--- batch stopped\n" + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+                    log_text(out, "batch stopped", traceback_text(e))
                 except OSError:
                     pass
-                raise typer.Exit(2)
+                raise typer.Exit(2) from None
         con.print(_summary_table(summary))
         if summary.failed:
             con.print(f"{summary.failed} input(s) failed: reasons in {out / 'errors.jsonl'}, details in {out / 'speechpipe.log'}")
