@@ -87,7 +87,8 @@ GUARD = textwrap.dedent(
         return _orig_gethostbyname(host)
 
 
-    _orig_connect, _orig_connect_ex, _orig_sendto = socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto
+    _orig_connect, _orig_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    _orig_sendto = socket.socket.sendto
     _orig_getaddrinfo, _orig_gethostbyname = socket.getaddrinfo, socket.gethostbyname
     socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto = _connect, _connect_ex, _sendto
     socket.getaddrinfo, socket.gethostbyname = _getaddrinfo, _gethostbyname
@@ -101,9 +102,10 @@ _ADDR = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
 def outside_traffic(trace: str) -> list[str]:
     """strace lines that send to, or connect to, anything but loopback (DNS included).
 
-    >>> outside_traffic('1 connect(8, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.0.0.53")}, 16) = 0')
-    ['1 connect(8, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.0.0.53")}, 16) = 0']
-    >>> outside_traffic('1 connect(3, {sa_family=AF_INET6, sin6_port=htons(80), inet_pton(AF_INET6, "::ffff:127.0.0.1", &a)}')
+    >>> dns = '1 connect(8, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.0.0.53")}, 16) = 0'
+    >>> outside_traffic(dns) == [dns]
+    True
+    >>> outside_traffic('1 connect(3, {sa_family=AF_INET6, inet_pton(AF_INET6, "::ffff:127.0.0.1", &a)}')
     []
     """
     bad = []
@@ -217,7 +219,8 @@ def test_run_makes_no_connection_private_outputs_no_audio_copy(shared, tmp_path)
         [*CLI, "run", str(audio), "--out", str(out), "--device", "cpu", "--cpu-threads", "1",
          "--redact", "--pseudonymise"],
         tmp_path, {"SPEECHPIPE_PSEUDONYM_KEY": "test-key"}, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:] + (out / "speechpipe.log").read_text() if (out / "speechpipe.log").exists() else proc.stderr[-3000:]
+    log = out / "speechpipe.log"
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text() if log.exists() else "")
     assert attempts == []
     files = sorted(p.name for p in out.iterdir())
     jsons = [f for f in files if f.endswith(".json")]
