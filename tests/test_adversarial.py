@@ -382,3 +382,13 @@ def test_sklearn_warnings_are_not_printed_and_others_carry_no_path(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                        capture_output=True, text=True)
     assert p.stderr.strip() == "warning: UserWarning: other"
+
+
+@pytest.mark.slow
+def test_a_short_call_prints_no_library_warning(shared, tmp_path):
+    """4 s of a simulated mono call: scikit-learn's spectral embedding warns (with its site-packages path)."""
+    x, sr = sf.read(shared / "audio/sim-calls/dev-003.mono.wav", dtype="int16")
+    sf.write(tmp_path / "short.wav", x[: sr * 4], sr, subtype="ULAW")
+    p = speechpipe("run", tmp_path / "short.wav", "--out", tmp_path / "out", *FAST, "--no-tag", "--formats", "json")
+    assert p.returncode == 0, p.stderr
+    assert "Warning" not in p.stderr and "site-packages" not in p.stderr, p.stderr
