@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from speechpipe.summary import CallSummary, as_summary
+
 SCHEMA = "speechpipe.call/1"
 SAMPLE_RATE = 16000  # every stage works on 16 kHz float32
 
@@ -137,11 +139,18 @@ class CallResult:
     audio: dict[str, Any] | None = None
     models: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: CallSummary = field(default_factory=CallSummary)  # a dict is accepted and converted
     roles: dict[str, Any] = field(default_factory=dict)
     redaction: dict[str, Any] | None = None
     turns: list[Turn] = field(default_factory=list)
     schema: str = SCHEMA
+
+    def __post_init__(self) -> None:
+        self.summary = as_summary(self.summary)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # `result.summary = {...}` (as older code does) still gives a typed summary
+        object.__setattr__(self, name, as_summary(value) if name == "summary" else value)
 
     def to_dict(self) -> dict[str, Any]:
         utts = []
@@ -179,7 +188,7 @@ class CallResult:
                  "heavy": e.heavy, **e.extra}
                 for e in self.events
             ],
-            "summary": self.summary,
+            "summary": self.summary.to_dict(),
         }
         if self.roles:
             out["roles"] = self.roles
@@ -218,7 +227,7 @@ class CallResult:
             audio=d.get("audio"),
             models=dict(d.get("models") or {}),
             events=events,
-            summary=dict(d.get("summary") or {}),
+            summary=CallSummary.from_dict(d.get("summary")),
             roles=dict(d.get("roles") or {}),
             redaction=d.get("redaction"),
             turns=[Turn(t["speaker"], t["start"], t["end"], t.get("channel"), t.get("cluster"), t.get("confidence"))
