@@ -56,6 +56,7 @@ class PipelineConfig:
     prosody: bool = True
     tag: bool = True
     redact: bool = False
+    rules: str | None = None  # category rule file (YAML); None: the shipped default set
 
     def __post_init__(self) -> None:
         _check("diarizer", self.diarizer, DIARIZERS)

@@ -266,6 +266,9 @@ class Pipeline:
             from speechpipe.redact import redact_call
 
             result = redact_call(result)
+        from speechpipe.analytics.call import analyse_call  # interaction measures and rule categories
+
+        analyse_call(result, audio, self.config.rules)
         # Wall time from decode start; in process_many it includes waiting for the finisher.
         timings["total"] = time.perf_counter() - job.t0
         result.models["timings_s"] = {k: round(v, 3) for k, v in timings.items()}

@@ -70,6 +70,7 @@ def register(app, eval_app):
         pseudonymise: bool = common.PSEUDO,
         no_prosody: bool = typer.Option(False, "--no-prosody", help="Skip the prosody stage."),
         no_tag: bool = typer.Option(False, "--no-tag", help="Skip the phase/act tagger."),
+        rules: Optional[Path] = common.RULES,
     ):
         """Process every call of an archive; resumable, one failure never stops the batch.
 
@@ -95,7 +96,8 @@ def register(app, eval_app):
             require_pseudonym_key()
         asr = common.asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt,
                               vad_threshold, vad_min_silence_ms, cpu_threads, asr_workers)
-        cfg = common.pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
+        cfg = common.pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag,
+                                     rules)
         try:
             items = discover(source, pseudonymise=pseudonymise)
         except Exception as e:  # BatchError, unreadable list, missing pseudonym key
@@ -144,7 +146,9 @@ def register(app, eval_app):
         n: int = typer.Option(20, "--n", min=1, help="Number of calls to draw."),
         seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same sample)."),
         stratify: Optional[str] = typer.Option(None, "--stratify", help="Column of calls.parquet to stratify by, e.g. structure."),
-        where: Optional[str] = typer.Option(None, "--where", help="SQL condition on calls.parquet columns, e.g. \"n_heavy_breaths > 0\"."),
+        where: Optional[str] = typer.Option(
+            None, "--where",
+            help="SQL condition on calls.parquet columns, e.g. \"n_heavy_breaths > 0\" or \"category_long_hold\"."),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the sample (default DIR/samples/<name>)."),
     ):
         """Draw a reproducible random sample of processed calls; write the list and their reports."""

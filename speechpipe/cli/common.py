@@ -102,9 +102,25 @@ COUNSELLOR = typer.Option("auto", "--counsellor-channel", help="left | right | a
 REDACT = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses in all text outputs.")
 FORMATS = typer.Option("all", "--formats", help="Comma list of json,rttm,vtt,srt,textgrid,eaf,parquet,html or 'all'.")
 PSEUDO = typer.Option(False, "--pseudonymise", help="Name outputs by a keyed hash instead of the file name (key: SPEECHPIPE_PSEUDONYM_KEY).")
+RULES = typer.Option(None, "--rules",
+                     help="Category rule file (YAML, see docs/interaction.md); default: the shipped NKS set.")
 
 
-def pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody=False, no_tag=False):
+def check_rules(rules) -> str | None:
+    """Validate a --rules file before any input is read: a bad file is a usage error naming its line."""
+    if rules is None:
+        return None
+    from speechpipe.analytics.rules import RulesError, load_rules
+
+    try:
+        load_rules(rules)
+    except RulesError as e:
+        raise typer.BadParameter(str(e), param_hint="'--rules'") from None
+    return str(rules)
+
+
+def pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody=False, no_tag=False,
+                    rules=None):
     """The one place command-line options become a :class:`~speechpipe.config.PipelineConfig`."""
     from speechpipe.config import ConfigError, PipelineConfig
 
@@ -117,6 +133,7 @@ def pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact
             prosody=not no_prosody,
             tag=not no_tag,
             redact=redact,
+            rules=check_rules(rules),
         )
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=f"'--{e.setting.replace('_', '-')}'") from e

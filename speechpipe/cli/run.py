@@ -21,6 +21,7 @@ from speechpipe.cli.common import (
     PSEUDO,
     PYANNOTE,
     REDACT,
+    RULES,
     THREADS,
     VAD_S,
     VAD_T,
@@ -56,6 +57,7 @@ def register(app, eval_app):
         pseudonymise: bool = PSEUDO,
         no_prosody: bool = typer.Option(False, "--no-prosody", help="Skip the prosody stage."),
         no_tag: bool = typer.Option(False, "--no-tag", help="Skip the phase/act tagger."),
+        rules: Optional[Path] = RULES,
     ):
         """Analyse call recordings; write DIR/<call_id>.json and the research exports.
 
@@ -78,7 +80,7 @@ def register(app, eval_app):
         pseudo.check()
         asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold,
                           vad_min_silence_ms, cpu_threads, asr_workers)
-        cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag)
+        cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag, rules)
         pipe = Pipeline(cfg)
         ids = [pseudo.call_id(p, call_id_for(p)) for p in audio]
         if redact:

@@ -84,6 +84,8 @@ def register(app, eval_app):
         out: Path = typer.Option(..., "--out", "-o", help="Output directory for DIR/<call_id>.json."),
         redact: bool = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses."),
         model: Optional[Path] = MODEL,
+        rules: Optional[Path] = typer.Option(None, "--rules",
+                                             help="Category rule file (YAML); default: the shipped NKS set."),
     ):
         """Tag acts, phases and call structure from text; gold labels in the files are ignored.
 
@@ -102,6 +104,10 @@ def register(app, eval_app):
         con = console()
         out = out_dir(out)  # a usage error before any work
         tagger = _load(model, con)
+        from speechpipe.analytics.call import analyse_call
+        from speechpipe.cli.common import check_rules
+
+        rules_path = check_rules(rules)
         calls, failed = [], 0
         for path in transcripts:
             if path.suffix.lower() == ".parquet":
@@ -130,6 +136,7 @@ def register(app, eval_app):
                     from speechpipe.redact import redact_call
 
                     result = redact_call(result)
+                analyse_call(result, None, rules_path)  # interaction measures (when timed), categories
                 written = write_outputs(result, out, ("json",), stem=stem)[0]
                 note = "" if stem == c["call_id"] else f" (call id {result.call_id!r})"
                 con.print(f"[green]done[/green] {c['path']} → {written}{note}")

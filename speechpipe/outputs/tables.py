@@ -106,8 +106,10 @@ def call_row(result: CallResult) -> dict[str, Any]:
     """One row describing the whole call.
 
     Audio facts, ``n_utterances``, every summary measure flattened
-    (``talk_share_counsellor`` …), breath counts per speaker, the heavy-breath
-    count, the model names (``model_asr`` …) and whether text was redacted.
+    (``talk_share_counsellor``, ``interaction_silence_share`` … but not the per-turn
+    rows), ``category_<name>`` (bool) per rule and ``categories_matched`` (list of
+    names), breath counts per speaker, the heavy-breath count, the model names
+    (``model_asr`` …) and whether text was redacted.
     """
     row: dict[str, Any] = dict.fromkeys(CORE_CALL_COLUMNS)
     audio = result.audio or {}
@@ -119,7 +121,17 @@ def call_row(result: CallResult) -> dict[str, Any]:
         audio_channels=audio.get("channels"),
         n_utterances=len(result.utterances),
     )
-    row.update(_flatten(result.summary or {}))
+    summary = dict(result.summary or {})
+    categories = summary.pop("categories", None) or []
+    inter = summary.get("interaction")
+    if isinstance(inter, dict):  # per-turn rows are not call measures
+        summary["interaction"] = {k: v for k, v in inter.items() if k != "per_turn"}
+    row.update(_flatten(summary))
+    # one boolean column per category, so `sample --where "category_long_hold"` works
+    for c in categories:
+        if isinstance(c, dict) and c.get("name"):
+            row[f"category_{c['name']}"] = c.get("matched")  # None: undecidable (text-only call)
+    row["categories_matched"] = [c["name"] for c in categories if isinstance(c, dict) and c.get("matched")]
     breaths = [e for e in result.events if e.type == "breath"]
     row["n_breaths"] = len(breaths)
     row["n_heavy_breaths"] = sum(e.heavy for e in breaths)
