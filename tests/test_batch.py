@@ -141,6 +141,7 @@ def test_aggregate_tables_read_by_pandas_and_duckdb(reference):
     assert utts.groupby("call_id").size().to_dict() == {k: v for k, v in per_call.items() if v}
     n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out / 'utterances.parquet'}')").fetchall()[0][0]
     assert n == sum(per_call.values())
+    assert "never ranks or scores" in (out / "overview.html").read_text(encoding="utf-8")  # batch writes the overview
 
 
 def test_resume_skips_done_and_redoes_changed(reference, calls, tmp_path):

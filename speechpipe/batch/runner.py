@@ -208,6 +208,14 @@ class BatchDir:
         paths["calls"] = merge_parts(self._parts(done, "calls"), self.out / "calls.parquet", ("call_id",), self.work)
         paths["utterances"] = merge_parts(self._parts(done, "utterances"), self.out / "utterances.parquet",
                                           ("call_id", "idx"), self.work)
+        try:  # the aggregate page is a convenience: it never fails the batch
+            from speechpipe.outputs.overview import write_overview
+
+            paths["overview"] = write_overview(self.out, tmp_dir=self.work)
+        except Exception as e:
+            import logging
+
+            logging.getLogger(__name__).warning("overview.html not written: %s", failure_reason(e))
         return paths
 
 
