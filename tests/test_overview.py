@@ -91,7 +91,8 @@ def test_cli_overview(cli, batch_dir, tmp_path):
     import subprocess
 
     out = tmp_path / "o.html"
-    p = subprocess.run([*cli, "overview", str(batch_dir), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([*cli, "overview", str(batch_dir), "--out", str(out)], capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 0, p.stderr
     assert "16 call(s)" in p.stderr and "never ranks" in out.read_text(encoding="utf-8")
     p = subprocess.run([*cli, "overview", str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
