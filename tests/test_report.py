@@ -210,3 +210,65 @@ def test_render_report_escapes_text():
     r = CallResult("x", [Utterance("caller", 0.0, 1.0, "<script>alert(1)</script> & hei")])
     html = render_report(r)
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+@pytest.fixture(scope="module")
+def audio_report(shared, tmp_path_factory):
+    """A stereo sim call's report with the audio player (the recording referenced, not copied), stress cues,
+    breaths, categories and low-confidence acts."""
+    from dataclasses import fields
+
+    from speechpipe.analytics.call import analyse_call
+    from speechpipe.records import Utterance
+
+    class ConfUtterance(Utterance):
+        """Until the tagger writes ``act_confidence`` on every utterance (tagger issue)."""
+
+    out = tmp_path_factory.mktemp("audio-report")
+    call = timed_call(shared / "audio/sim-calls/dev-002.ref.json")
+    call.audio["path"] = str(shared / "audio/sim-calls/dev-002.stereo.flac")
+    call.utterances = [ConfUtterance(**{f.name: getattr(u, f.name) for f in fields(u)}) for u in call.utterances]
+    for i, u in enumerate(call.utterances):
+        u.prosody.update(f0_z=1.6 if i % 7 == 3 else 0.1, breaths=1 if i % 5 == 0 else 0)
+        u.act_confidence = {a: (0.35 if i % 4 == 1 else 0.9) for a in u.acts}
+    analyse_call(call)
+    path = write_report(call, out / "reports" / f"{call.call_id}.html", audio=True)
+    return call, path
+
+
+def test_report_audio_player_sentences_cues_and_uncertain_acts(audio_report):
+    call, path = audio_report
+    html = path.read_text(encoding="utf-8")
+    src = re.search(r'<audio id="call-audio"[^>]* src="([^"]+)"', html).group(1)
+    assert not src.startswith(("/", "file:", "http")) and (path.parent / src).resolve().is_file()
+    assert list(path.parent.iterdir()) == [path]  # nothing copied next to the report
+    assert html.count("data-start=") == len(call.utterances)
+    # measures are sentences, not raw dicts
+    measures = html.split("<h2>Call measures</h2>")[1].split("</section>")[0]
+    assert "{" not in measures and "per_min_talk" not in measures and "took the floor after a median" in measures
+    assert "◆ raised pitch" in html and "1 breath<" in html
+    low = [(i, a) for i, u in enumerate(call.utterances) for a in u.acts if i % 4 == 1]
+    assert low and html.count('class="act low"') == len(low)
+    matched = [c["name"] for c in call.summary["categories"] if c["matched"]]
+    assert matched and all(f"<b>{m}</b>" in html for m in matched)
+    # without --report-audio, or without a path (pseudonymised), there is no player
+    assert "<audio" not in render_report(call)
+    call.audio["path"] = None
+    assert "<audio" not in write_report(call, path.parent / "x.html", audio=True).read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_report_audio_seek_in_chromium(browser, audio_report):
+    call, path = audio_report
+    k = 10
+    start = call.utterances[k].start
+    seek = (f"(function(){{var a=document.getElementById('call-audio'); if (a.readyState < 1) return false;"
+            f"document.getElementById('u{k + 1}').click();"
+            f"return Math.abs(a.currentTime - {start}) < 0.05 && a.duration > 100"
+            f" && document.querySelectorAll('.chart svg').length >= 1;}})()")
+    log = browser.load(path.as_uri(), wait_js=seek)
+    assert log["ready"], "the recording did not load, or a click on a line did not seek to it"
+    assert log["exceptions"] == [] and log["console_errors"] == []
+    assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in log["requests"]), log["requests"]
+    assert _not_blank(log["screenshot"]) > 10
+    (path.parent.parent / "report-audio.png").write_bytes(log["screenshot"])

@@ -62,13 +62,15 @@ class BatchDir:
     Only the driver process opens it; engines send it :class:`Outcome` s.
     """
 
-    def __init__(self, out: str | os.PathLike, settings: dict[str, Any], formats: tuple[str, ...]):
+    def __init__(self, out: str | os.PathLike, settings: dict[str, Any], formats: tuple[str, ...],
+                 report_audio: bool = False):
         from speechpipe.outputs.writers import prepare_out
 
         self.out = prepare_out(out)
         self.settings = settings
         self.formats = formats
         self.pseudo = Pseudonymiser(bool(settings.get("pseudonymise")))
+        self.report_audio = report_audio
         self._lock = os.fdopen(os.open(self.out / ".batch.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -146,7 +148,8 @@ class BatchDir:
                 r = self.pseudo.result(oc.result)
                 stem = item.stem or item.call_id
                 with Staging(self.out, work=self.work) as st:
-                    written = write_outputs(r, self.out, self.formats, stem=stem, staging=st)
+                    written = write_outputs(r, self.out, self.formats, stem=stem, staging=st,
+                                            report_audio=self.report_audio)
                     crow = call_row(r)
                     crow.update(input=self.pseudo.input_name(item.input), content_hash=item.content_hash)
                     crow.update({f"meta_{k}": v for k, v in item.meta.items()})
@@ -269,6 +272,7 @@ def run_batch(
     workers: int = 1,
     address: str | None = None,
     report: Reporter | None = None,
+    report_audio: bool = False,
 ) -> Summary:
     """Process ``items`` into ``out`` with the chosen engine; return the summary.
 
@@ -282,7 +286,7 @@ def run_batch(
     """
     settings = batch_settings(config, formats, pseudonymise)
     unique_ids(items, redact=bool(getattr(config, "redact", False)))  # output names as written
-    bdir = BatchDir(out, settings, formats)
+    bdir = BatchDir(out, settings, formats, report_audio and not pseudonymise)  # a path would undo the pseudonym
     summary = Summary(total=len(items))
     t0 = time.perf_counter()
     run_id = bdir.manifest.start_run(engine, workers, settings)

@@ -71,6 +71,7 @@ def register(app, eval_app):
         no_prosody: bool = typer.Option(False, "--no-prosody", help="Skip the prosody stage."),
         no_tag: bool = typer.Option(False, "--no-tag", help="Skip the phase/act tagger."),
         rules: Optional[Path] = common.RULES,
+        report_audio: bool = common.REPORT_AUDIO,
     ):
         """Process every call of an archive; resumable, one failure never stops the batch.
 
@@ -122,7 +123,8 @@ def register(app, eval_app):
 
             try:
                 summary = run_batch(items, out, cfg, fmts, pseudonymise=pseudonymise, resume=resume,
-                                    engine=engine, workers=workers, address=address, report=report)
+                                    engine=engine, workers=workers, address=address, report=report,
+                                    report_audio=report_audio)
             except BatchError as e:
                 con.print(f"[red]error[/red] {e}")
                 raise typer.Exit(2)

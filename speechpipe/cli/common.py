@@ -102,6 +102,8 @@ COUNSELLOR = typer.Option("auto", "--counsellor-channel", help="left | right | a
 REDACT = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses in all text outputs.")
 FORMATS = typer.Option("all", "--formats", help="Comma list of json,rttm,vtt,srt,textgrid,eaf,parquet,html or 'all'.")
 PSEUDO = typer.Option(False, "--pseudonymise", help="Name outputs by a keyed hash instead of the file name (key: SPEECHPIPE_PSEUDONYM_KEY).")
+REPORT_AUDIO = typer.Option(False, "--report-audio",
+                            help="The HTML report plays the original recording (relative path; nothing copied).")
 RULES = typer.Option(None, "--rules",
                      help="Category rule file (YAML, see docs/interaction.md); default: the shipped NKS set.")
 

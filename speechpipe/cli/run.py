@@ -21,6 +21,7 @@ from speechpipe.cli.common import (
     PSEUDO,
     PYANNOTE,
     REDACT,
+    REPORT_AUDIO,
     RULES,
     THREADS,
     VAD_S,
@@ -58,6 +59,7 @@ def register(app, eval_app):
         no_prosody: bool = typer.Option(False, "--no-prosody", help="Skip the prosody stage."),
         no_tag: bool = typer.Option(False, "--no-tag", help="Skip the phase/act tagger."),
         rules: Optional[Path] = RULES,
+        report_audio: bool = REPORT_AUDIO,
     ):
         """Analyse call recordings; write DIR/<call_id>.json and the research exports.
 
@@ -103,7 +105,8 @@ def register(app, eval_app):
 
                 try:
                     result = pseudo.result(pipe.process(path, call_id=call_id, progress=progress))
-                    written = write_outputs(result, out, fmts, stem=stem)
+                    written = write_outputs(result, out, fmts, stem=stem,
+                                            report_audio=report_audio and not pseudonymise)
                     note = "" if stem == safe_stem(name) else " (name already used)"
                     con.print(f"[green]done[/green] {path} → {written[0]}{note}")
                 except ASRError as e:  # the model itself is unusable: no point going on

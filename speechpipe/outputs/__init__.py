@@ -39,12 +39,15 @@ def write_outputs(
     formats: tuple[str, ...] = ALL_FORMATS,
     stem: str | None = None,
     staging: Staging | None = None,
+    report_audio: bool = False,
 ) -> list[Path]:
     """Write ``DIR/<stem>.json`` and each export as one set; return the final paths (JSON first).
 
     ``stem`` defaults to the call id made a safe file name. With ``staging``
     (an open :class:`~speechpipe.outputs.writers.Staging`) the files stay staged
     and the caller commits them together with its own files.
+
+    ``report_audio``: the HTML report gets a player for the original recording (by relative path).
 
     Examples
     --------
@@ -57,12 +60,14 @@ def write_outputs(
     stem = stem or safe_stem(result.call_id)
     if staging is None:
         with Staging(out_dir) as st:
-            staged = _write_all(result, st.dir, formats, stem)
+            staged = _write_all(result, st.dir, formats, stem, report_audio, Path(out_dir))
         return [st.target(p) for p in staged]
-    return [staging.target(p) for p in _write_all(result, staging.dir, formats, stem)]
+    return [staging.target(p) for p in _write_all(result, staging.dir, formats, stem, report_audio, Path(out_dir))]
 
 
-def _write_all(result: CallResult, out: Path, formats: tuple[str, ...], stem: str) -> list[Path]:
+def _write_all(result: CallResult, out: Path, formats: tuple[str, ...], stem: str, report_audio: bool = False,
+               final_dir: Path | None = None) -> list[Path]:
+    """Write every format into ``out`` (a staging folder); links inside them are relative to ``final_dir``."""
     written = [write_call_json(result, out, stem)]
     has_times = any(u.start is not None and u.end is not None for u in result.utterances)
     for fmt in formats:
@@ -82,5 +87,5 @@ def _write_all(result: CallResult, out: Path, formats: tuple[str, ...], stem: st
         elif fmt == "html":
             from speechpipe.outputs.report import write_report
 
-            written.append(write_report(result, out / f"{stem}.html"))
+            written.append(write_report(result, out / f"{stem}.html", audio=report_audio, relative_to=final_dir))
     return written

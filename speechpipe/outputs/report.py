@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from speechpipe.outputs.sentences import interaction_sentences, measure_sentences
 from speechpipe.outputs.writers import atomic_write_text
 from speechpipe.records import PHASES, CallResult, Utterance
 
@@ -42,11 +43,8 @@ ACT_COLOURS = {
     "closed_question": "#bdb2ff", "information": "#fdffb6", "news_warning": "#ffc6ff", "summary": "#b9fbc0",
     "hold": "#cfbaf0", "referral": "#f1c0e8", "emotion": "#ffadad", "request": "#fbf8cc", "new_topic": "#8eecf5",
 }
-MEASURE_LABELS = {
-    "holds": "Holds", "silences": "Silences", "silence_s": "Silence in total (s)", "overlaps": "Overlaps",
-    "overlap_s": "Overlap in total (s)", "backchannel_rate_per_min": "Backchannels per minute",
-    "breathing": "Breathing", "heavy_breathing": "Heavy breathing heard",
-}
+LOW_CONFIDENCE = 0.5  # an act the tagger gives less than this probability is shown as uncertain
+STRESS_LABELS = {"f0_z": "raised pitch", "loudness_z": "louder", "rate_z": "faster speech"}
 
 
 @lru_cache(maxsize=1)
@@ -115,7 +113,8 @@ def timeline_spec(result: CallResult) -> dict | None:
     xtitle = "time (s)" if timed else "turn number (no times in this result)"
     turns = [
         {"start": a, "end": b, "speaker": u.speaker, "text": _short(u.text), "acts": ", ".join(u.acts) or "–",
-         "phase": u.phase or "–", "turn": i + 1}
+         "phase": u.phase or "–", "turn": i + 1, "stress": ", ".join(stress_cues(u)) or "–",
+         "breaths": (u.prosody or {}).get("breaths", "–")}
         for i, (u, (a, b)) in enumerate(zip(result.utterances, spans))
     ]
     bands: list[dict] = []
@@ -129,7 +128,8 @@ def timeline_spec(result: CallResult) -> dict | None:
     rows = [s for s in ("counsellor", "caller", "other") if any(t["speaker"] == s for t in turns)]
     rows += sorted({t["speaker"] for t in turns} - set(rows))
     y = alt.Y("speaker:N", sort=rows, title=None, scale=alt.Scale(domain=rows))
-    x = alt.X("start:Q", title=xtitle, scale=alt.Scale(domain=[0, _x_end(result, spans)], nice=False))
+    xs = alt.Scale(domain=[0, _x_end(result, spans)], nice=False)
+    x = alt.X("start:Q", title=xtitle, scale=xs)
     layers = []
     if bands:
         ph = [p for p in PHASES if any(b["phase"] == p for b in bands)]
@@ -144,9 +144,17 @@ def timeline_spec(result: CallResult) -> dict | None:
         alt.Chart(alt.Data(values=turns)).mark_bar(height={"band": 0.55}, cornerRadius=2).encode(
             x=x, x2="end:Q", y=y,
             fill=alt.Fill("speaker:N", title="speaker", scale=alt.Scale(domain=rows, range=[SPEAKER_COLOURS.get(s, "#999") for s in rows])),
-            tooltip=[alt.Tooltip("turn:Q"), alt.Tooltip("speaker:N"), alt.Tooltip("phase:N"), alt.Tooltip("acts:N"), alt.Tooltip("text:N")],
+            tooltip=[alt.Tooltip("turn:Q"), alt.Tooltip("speaker:N"), alt.Tooltip("phase:N"), alt.Tooltip("acts:N"),
+                     alt.Tooltip("stress:N", title="stress cues"), alt.Tooltip("breaths:N", title="breaths in turn"),
+                     alt.Tooltip("text:N")],
         )
     )
+    stressed = [t for t in turns if t["stress"] != "–"]
+    if stressed:  # per turn: which voice cues rose against the speaker's own turns
+        layers.append(alt.Chart(alt.Data(values=stressed)).transform_calculate(mid="(datum.start + datum.end) / 2")
+                      .mark_point(shape="diamond", filled=True, size=70, color="#d62828", yOffset=14).encode(
+            x=alt.X("mid:Q", scale=xs), y=y,
+            tooltip=[alt.Tooltip("turn:Q"), alt.Tooltip("stress:N", title="stress cues"), alt.Tooltip("text:N")]))
     reopen = [{"start": spans[i][0], "label": f"reopening {k + 1}"} for k, i in enumerate(reopening_indices(result.utterances))]
     if reopen:
         layers.append(alt.Chart(alt.Data(values=reopen)).mark_rule(color="#c1121f", strokeWidth=2, strokeDash=[6, 3]).encode(
@@ -174,6 +182,18 @@ def timeline_spec(result: CallResult) -> dict | None:
             tooltip=[alt.Tooltip("cue:N"), alt.Tooltip("speaker:N"), alt.Tooltip("start:Q", format=".1f")]))
     chart = alt.layer(*layers).resolve_scale(color="independent").properties(width=900, height=60 * len(rows) + 40)
     return chart.to_dict()
+
+
+def stress_cues(u: Utterance) -> list[str]:
+    """Voice cues of one turn that are ≥ 1 SD above the speaker's own turns (pitch, loudness, rate)."""
+    p = u.prosody or {}
+    return [label for k, label in STRESS_LABELS.items() if isinstance(p.get(k), (int, float)) and p[k] >= 1.0]
+
+
+def low_confidence(u: Utterance) -> dict[str, float]:
+    """Acts the tagger gave a probability below :data:`LOW_CONFIDENCE` (``act_confidence``, when present)."""
+    conf = getattr(u, "act_confidence", None) or {}
+    return {a: float(conf[a]) for a in u.acts if isinstance(conf.get(a), (int, float)) and conf[a] < LOW_CONFIDENCE}
 
 
 def _contour(result: CallResult) -> list[dict]:
@@ -259,61 +279,58 @@ def _fmt_time(t: float | None) -> str:
 
 def _measures(result: CallResult) -> list[tuple[str, str]]:
     """Call measures as (label, value) pairs, worded descriptively."""
-    s = dict(result.summary or {})
+    s = result.summary.to_dict() if hasattr(result.summary, "to_dict") else dict(result.summary or {})
     out: list[tuple[str, str]] = []
     if "structure" in s:
-        r = s.get("reopenings")
-        out.append(("Structure", f"{s['structure']}" + (f" ({r} reopening{'s' if r != 1 else ''})" if r is not None else "")))
+        r = s.get("reopenings") or 0
+        out.append(("Structure", f"{s['structure'].capitalize()}: " + (
+            f"the call opened again {r} time{'s' if r != 1 else ''} after the solution or closing had begun."
+            if r else "the phases never went back.")))
     if s.get("feelings_before_case") is not None:
-        out.append(("First empathic act before first case information", "yes" if s["feelings_before_case"] else "no"))
-    for key, label in (("feelings_latency_s", "Time from caller's first emotion to next empathic act"),
-                       ("emotion_to_empathy_s", "Time from caller's first emotion to next empathic act")):
+        out.append(("Feelings before case", "The counsellor's first empathic act came "
+                    + ("before" if s["feelings_before_case"] else "after") + " the first case information."))
+    for key in ("feelings_latency_s", "emotion_to_empathy_s"):
         if isinstance(s.get(key), (int, float)):
-            out.append((label, f"{s[key]:.1f} s"))
+            out.append(("After the first emotion", f"The next empathic act came {s[key]:.1f} s after the caller's "
+                        "first emotion."))
+            break
     wm = s.get("what_more_position")
-    out.append(("First «hva mer» question", "none in this call" if wm is None else f"at {wm:.0%} of the call"))
+    out.append(("«Hva mer» question", "None in this call." if wm is None
+                else f"The first came at {wm:.0%} of the call."))
     ts = s.get("talk_share")
-    if isinstance(ts, dict) and ts:
-        out.append(("Talk share", ", ".join(f"{k} {v:.0%}" for k, v in ts.items() if isinstance(v, (int, float)))))
-    done = {"structure", "reopenings", "feelings_before_case", "feelings_latency_s", "emotion_to_empathy_s",
-            "what_more_position", "talk_share", "talk_share_unit", "n_utterances"}
-
-    def fmt(v) -> str:
-        if isinstance(v, bool):
-            return "yes" if v else "no"
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        if isinstance(v, dict):
-            return "; ".join(f"{a}: {fmt(b)}" if not isinstance(b, dict) else f"{a} ({fmt(b)})" for a, b in v.items())
-        if isinstance(v, list):
-            return f"{len(v)} item(s)"
-        return "–" if v is None else str(v)
-
-    for k, v in s.items():  # silences, holds, overlaps, backchannel rate … as the stages report them
-        if k in done or k.startswith("_") or k in ("pitch_contour",):
-            continue
-        out.append((MEASURE_LABELS.get(k, k.replace("_", " ").capitalize()), fmt(v)))
+    if isinstance(ts, dict) and ts and "interaction" not in s:
+        out.append(("Talk share", ", ".join(f"{k} {v:.0%}" for k, v in ts.items() if isinstance(v, (int, float)))
+                    + (" (of the words; no times)." if s.get("talk_share_unit") == "words" else ".")))
+    out += measure_sentences(s)
+    out += interaction_sentences(s.get("interaction"))
     breaths = [e for e in result.events if e.type == "breath"]
     if breaths:
         heavy = sum(e.heavy for e in breaths)
         per = {}
         for e in breaths:
             per[e.speaker] = per.get(e.speaker, 0) + 1
-        out.append(("Breath events", f"{len(breaths)} ({heavy} heavy); " + ", ".join(f"{k} {v}" for k, v in per.items())))
+        out.append(("Breath events", f"{len(breaths)} breath{'s' if len(breaths) != 1 else ''} ({heavy} heavy): "
+                    + ", ".join(f"{k} {v}" for k, v in per.items()) + "."))
     other = sorted({e.type for e in result.events} - {"breath"})
     for t in other:
         out.append((t.replace("_", " ").capitalize(), str(sum(e.type == t for e in result.events))))
     return out
 
 
-def render_report(result: CallResult) -> str:
-    """The report page for one call, as a self-contained HTML string."""
+def render_report(result: CallResult, audio_src: str | None = None) -> str:
+    """The report page for one call, as a self-contained HTML string.
+
+    ``audio_src``: a URL (relative to the page) of the original recording; the page then
+    has an audio player, and clicking a transcript line plays from there. Nothing is copied.
+    """
     timed = _has_times(result)
     reopen = set(reopening_indices(result.utterances))
     rows = []
     for i, u in enumerate(result.utterances):
         rows.append({
             "idx": i + 1, "time": _fmt_time(u.start) if timed else "", "speaker": u.speaker, "phase": u.phase or "",
+            "start": float(u.start) if timed else None, "low": low_confidence(u), "stress": stress_cues(u),
+            "breaths": (u.prosody or {}).get("breaths") or 0,
             "acts": list(u.acts), "pieces": _highlight(u.text, u.acts, u.evidence), "evidence": u.evidence or {},
             "intonation": u.intonation, "reopening": i in reopen,
             "new_phase": i == 0 or u.phase != result.utterances[i - 1].phase,
@@ -334,15 +351,31 @@ def render_report(result: CallResult) -> str:
         vega_js=_vega_js() if charts else "",
         models={k: v for k, v in (result.models or {}).items() if isinstance(v, str)},
         redaction=result.redaction,
+        audio_src=audio_src if timed else None,
+        categories=[c for c in (result.summary.get("categories") or []) if c.get("matched")],
         act_colours=ACT_COLOURS,
         phase_colours=PHASE_COLOURS,
         speaker_colours=SPEAKER_COLOURS,
     )
 
 
-def write_report(result: CallResult, path: str | os.PathLike) -> Path:
-    """Write the report for ``result`` to ``path`` (atomic, owner-only)."""
-    return atomic_write_text(path, render_report(result))
+def write_report(result: CallResult, path: str | os.PathLike, audio: bool = False,
+                 relative_to: str | os.PathLike | None = None) -> Path:
+    """Write the report for ``result`` to ``path`` (atomic, owner-only).
+
+    ``audio``: add a player for the original recording, referenced by its path relative
+    to the report (``audio.path`` of the result; none when it is blanked by ``--pseudonymise``).
+    ``relative_to``: the folder the report will finally live in, when ``path`` is a staging copy.
+    """
+    src = None
+    apath = (result.audio or {}).get("path")
+    if audio and apath:
+        from urllib.parse import quote
+
+        home = os.fspath(relative_to) if relative_to is not None else (os.path.dirname(os.fspath(path)) or ".")
+        rel = os.path.relpath(os.path.abspath(apath), os.path.abspath(home))
+        src = quote(Path(rel).as_posix())
+    return atomic_write_text(path, render_report(result, audio_src=src))
 
 
 def index_entry(result: CallResult, report_path: str) -> dict:
