@@ -166,3 +166,19 @@ def test_fallback_turns_skip_untimed_utterances():
     utts = [Utterance("caller", None, None, "hei"), Utterance("caller", 1.0, 1.0, ""),
             Utterance("counsellor", 1.0, 2.0, "ja")]
     assert [(t.speaker, t.start) for t in fallback_turns_from_utterances(utts)] == [("counsellor", 1.0)]
+
+
+def test_echo_delay_measured_on_a_stereo_sim_call(shared):
+    """No echo in the clean sim call; an echo of the counsellor added to the caller channel is found at its lag."""
+    from speechpipe.audio import load_audio
+
+    sim = shared / "audio" / "sim-calls"
+    audio = load_audio(sim / "dev-003.stereo.flac")
+    turns = read_rttm_turns(sim / "dev-003.rttm")
+    bias = interaction_summary(turns, [], samples=audio.samples, per_turn=False)["latency_bias"]
+    assert bias["stereo"] is True and bias["echo_delay_s"] is None
+    x = audio.samples.copy()
+    k = int(0.22 * audio.sample_rate)
+    x[1, k:] += x[0, :-k] * 10 ** (-30 / 20)  # 220 ms round trip, 30 dB down
+    bias = interaction_summary(turns, [], samples=x, per_turn=False)["latency_bias"]
+    assert bias["echo_delay_s"] == pytest.approx(0.22, abs=0.01) and bias["echo_correlation"] >= 0.1

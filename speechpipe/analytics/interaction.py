@@ -208,13 +208,36 @@ def interaction_summary(
     out["loudness_dbfs"] = loud
     out["caller_trajectory"] = caller_trajectory(utterances, events, dur)
     if samples is not None and samples.shape[0] == 2:
-        out["latency_bias"] = {
-            "stereo": True,
-            "note": "if recorded at the counsellor's end, caller latencies include the network round trip",
-        }
+        out["latency_bias"] = _latency_bias(ts, samples, sample_rate)
     if per_turn:
         out["per_turn"] = rows
     return out
+
+
+def _latency_bias(ts: Sequence[Turn], samples: np.ndarray, sr: int) -> dict[str, Any]:
+    """Stereo: the flag, and the counsellor's echo delay in the caller channel when there is one."""
+    from speechpipe.analytics.delay import echo_delay
+
+    coun = [t for t in ts if t.speaker == "counsellor"]
+    chans = [t.channel for t in coun if t.channel is not None]
+    ch = max(set(chans), key=chans.count) if chans else 0
+    others = union([(t.start, t.end) for t in ts if t.speaker != "counsellor"])
+    only = []  # counsellor speech with nobody else talking
+    for a, b in union([(t.start, t.end) for t in coun]):
+        cur = a
+        for x, y in others:
+            if y <= cur or x >= b:
+                continue
+            if x > cur:
+                only.append((cur, x))
+            cur = max(cur, y)
+        if cur < b:
+            only.append((cur, b))
+    est = echo_delay(samples, sr, only, counsellor_channel=ch) if ch in (0, 1) else None
+    return {"stereo": True, "echo_delay_s": est["delay_s"] if est else None,
+            "echo_correlation": est["correlation"] if est else None,
+            "note": "if recorded at the counsellor's end, caller latencies include the network round trip "
+                    "(about the echo delay, when one is measured)"}
 
 
 def _per_turn(fl, utterances: Sequence[Utterance], samples: np.ndarray | None, sr: int) -> list[dict[str, Any]]:
