@@ -49,7 +49,7 @@ def measure_sentences(s: dict[str, Any]) -> list[tuple[str, str]]:
         if k in DONE or k.startswith("_") or k == "pitch_contour":
             continue
         if k == "holds" and isinstance(v, (int, float)):
-            out.append(("Holds", f"{_n(v, 'hold act')} (putting on hold or thanking for waiting)."))
+            out.append(("Hold acts", f"{_n(v, 'hold act')} (putting on hold or thanking for waiting)."))
         elif k == "silences":
             out.append(("Silences", f"{_n(v, 'silence')}, {_s(s.get('silence_s'))} in total."))
         elif k == "overlaps":
