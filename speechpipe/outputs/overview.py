@@ -183,9 +183,14 @@ def render_overview(rows: list[dict[str, Any]], title: str = "speechpipe overvie
     filters = _filters(rows)
     spec = overview_spec(rows, filters)
 
-    def link(cid):
-        if report_dir is None or (Path(report_dir) / f"{cid}.html").exists():
-            return f"{cid}.html"
+    from urllib.parse import quote
+
+    from speechpipe.privacy import safe_stem
+
+    def link(cid):  # reports are written as <safe stem>.html (a renamed duplicate is not linked)
+        name = f"{safe_stem(str(cid))}.html"
+        if report_dir is None or (Path(report_dir) / name).exists():
+            return quote(name)
         return None
 
     names = sorted({n for r in rows for n in r["category_names"]} | {n for r in rows for n in r["categories"]})
