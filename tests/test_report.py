@@ -272,3 +272,21 @@ def test_report_audio_seek_in_chromium(browser, audio_report):
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in log["requests"]), log["requests"]
     assert _not_blank(log["screenshot"]) > 10
     (path.parent.parent / "report-audio.png").write_bytes(log["screenshot"])
+
+
+def test_report_audio_link_resolves_from_the_output_folder(audio_report, shared, tmp_path):
+    """write_outputs stages every file before moving it in: the player's link must still resolve where it lands."""
+    import copy
+    from urllib.parse import unquote
+
+    from speechpipe.outputs import write_outputs
+
+    call = copy.deepcopy(audio_report[0])
+    rec = tmp_path / "recordings" / "dev-002.flac"  # near the outputs, so a wrong relative path cannot land on it
+    rec.parent.mkdir()
+    shutil.copy(shared / "audio/sim-calls/dev-002.stereo.flac", rec)
+    call.audio["path"] = str(rec)
+    out = tmp_path / "out" / "deeper"
+    html = next(p for p in write_outputs(call, out, ("json", "html"), report_audio=True) if p.suffix == ".html")
+    src = re.search(r'<audio id="call-audio"[^>]* src="([^"]+)"', html.read_text(encoding="utf-8")).group(1)
+    assert (html.parent / unquote(src)).resolve() == Path(call.audio["path"]).resolve()
