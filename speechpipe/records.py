@@ -90,6 +90,7 @@ class Utterance:
     evidence: dict[str, str] = field(default_factory=dict)
     channel: int | None = None
     cluster: str | None = None
+    act_confidence: dict[str, float] = field(default_factory=dict)  # act → calibrated probability (tagger-v3)
 
 
 @dataclass
@@ -170,6 +171,7 @@ class CallResult:
                 "pitch_change_st": _round(u.pitch_change_st, 2),
                 "prosody": u.prosody,
                 "evidence": u.evidence,
+                "act_confidence": u.act_confidence,
             }
             if u.channel is not None:
                 d["channel"] = u.channel
@@ -213,6 +215,7 @@ class CallResult:
                     pitch_change_st=u.get("pitch_change_st"),
                     prosody=dict(u.get("prosody") or {}),
                     evidence=dict(u.get("evidence") or {}),
+                    act_confidence=dict(u.get("act_confidence") or {}),  # absent in JSON written before tagger-v3
                     channel=u.get("channel"),
                     cluster=u.get("cluster"),
                 )

@@ -7,14 +7,16 @@ from typing import List, Optional
 
 import typer
 
-MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v2.")
+MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v3.")
+FAST = typer.Option(False, "--fast", help="Use tagger-v3-fast: no sentence embeddings (archive re-tags at full speed; "
+                    "a little less accurate, see models/tagger-card.md).")
 
 
-def _load(model, con):
+def _load(model, con, fast: bool = False):
     from speechpipe.tagging.tagger import TaggerError, load_tagger
 
     try:
-        return load_tagger(model)
+        return load_tagger(model, fast=fast)
     except TaggerError as e:
         con.print(f"[red]error[/red] {e}")
         raise typer.Exit(1)
@@ -86,6 +88,7 @@ def register(app, eval_app):
         model: Optional[Path] = MODEL,
         rules: Optional[Path] = typer.Option(None, "--rules",
                                              help="Category rule file (YAML); default: the shipped NKS set."),
+        fast: bool = FAST,
     ):
         """Tag acts, phases and call structure from text; gold labels in the files are ignored.
 
@@ -103,7 +106,7 @@ def register(app, eval_app):
 
         con = console()
         out = out_dir(out)  # a usage error before any work
-        tagger = _load(model, con)
+        tagger = _load(model, con, fast)
         from speechpipe.analytics.call import analyse_call
         from speechpipe.cli.common import check_rules
 
@@ -150,18 +153,26 @@ def register(app, eval_app):
     @app.command("train-tagger")
     def train_tagger(
         gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts (e.g. ../shared/tagger-dev)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v2)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v3, "
+                                           "with --fast models/tagger-v3-fast)."),
         c: float = typer.Option(0.5, "--C", help="Inverse L2 regularisation strength of the act models."),
-        tune: int = typer.Option(4, "--tune-thresholds", help="Inner CV folds that choose each act's threshold (0: all 0.5)."),
-        no_cv: bool = typer.Option(False, "--no-cv", help="Skip leave-one-call-out cross-validation."),
+        tune: int = typer.Option(0, "--tune-thresholds", help="Inner CV folds that choose each act's threshold (0: all 0.5)."),
+        no_cv: bool = typer.Option(False, "--no-cv", help="Skip cross-validation (then the act confidences are not calibrated)."),
+        folds: Optional[int] = typer.Option(None, "--folds", help="CV folds (default: leave one call out)."),
+        fast: bool = typer.Option(False, "--fast", help="Train the fast model (no sentence embeddings)."),
     ):
-        """Learn the tagger's weights from gold calls (reproducible: fixed seed)."""
+        """Learn the tagger's weights from gold calls (reproducible: fixed seed). The cross-validation also
+        calibrates the act confidences, so it is part of training unless --no-cv."""
         from speechpipe.cli.common import console
-        from speechpipe.tagging.train import GoldError, train_and_save
+        from speechpipe.tagging.tagger import FAST_STEM, MODEL_DIR, MODEL_STEM
+        from speechpipe.tagging.train import FAST as FAST_KW
+        from speechpipe.tagging.train import V3, GoldError, train_and_save
 
         con = console()
+        kw = dict(FAST_KW if fast else V3, C=c, tune_thresholds=tune)
+        stem = out or MODEL_DIR / (FAST_STEM if fast else MODEL_STEM)
         try:
-            res = train_and_save(gold, out, cv=not no_cv, C=c, tune_thresholds=tune)
+            res = train_and_save(gold, stem, cv=not no_cv, folds=folds, name=stem.name, **kw)
         except GoldError as e:
             con.print(f"[red]error[/red] {e}")
             raise typer.Exit(2)
@@ -170,11 +181,16 @@ def register(app, eval_app):
         if cv:
             con.print(_metrics_table(f"leave-one-call-out ({cv['folds']} folds), clean text", cv["clean"]))
             con.print(_metrics_table("same, ASR-like text", cv["asr_like"]))
+            if "single" in cv:
+                con.print(f"single utterances out of context: exact act set {cv['single']['exact_set_accuracy']:.3f}")
+            con.print(f"act confidence ECE (out of fold): {cv['reliability']['ece']:.3f}; "
+                      f"training CPU s: {cv.get('training_cpu_s')}")
 
     @eval_app.command("tagger")
     def eval_tagger(
         gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts with acts and phases."),
         model: Optional[Path] = MODEL,
+        fast: bool = FAST,
         asr_like: bool = typer.Option(False, "--asr-like", help="Also score an ASR-like copy (lower case, no punctuation, errors)."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
     ):
@@ -184,7 +200,7 @@ def register(app, eval_app):
         from speechpipe.tagging.train import GoldError, asr_copy, load_gold_dir, score, tag_gold
 
         con = console()
-        tagger = _load(model, con)
+        tagger = _load(model, con, fast)
         try:
             calls = load_gold_dir(gold)
         except GoldError as e:

@@ -52,6 +52,7 @@ REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "d
                 "prev_what_more", "prev2_what_more", "prev_summary", "prev2_summary", "wm_then_not_decline",
                 "summary_then_caller_words")
 TOPIC_WINDOWS = (2, 5, 9)
+EXCERPT_ROWS = 3  # a "call" this short is an excerpt (quoted utterances), not a call: no position features
 END_ROWS = (3, 6, 10)  # "within the last N rows of the call": closings are short and come last  # a new-topic/handover cue by a non-counsellor this many rows back or fewer
 TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
               *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
@@ -72,6 +73,10 @@ class Batch:
     start: np.ndarray
     end: np.ndarray
     offsets: np.ndarray
+    acoustic: np.ndarray | None = None  # short turn found acoustically (prosody["acoustic_backchannel"]); None = none
+
+    def acoustic_flags(self) -> np.ndarray:
+        return np.zeros(self.n, dtype=bool) if self.acoustic is None else self.acoustic
 
     @property
     def n(self) -> int:
@@ -85,7 +90,7 @@ class Batch:
         """Calls ``c0:c1`` as a batch (views; ``texts`` shared, so text codes stay valid)."""
         r0, r1 = self.offsets[c0], self.offsets[c1]
         return Batch(self.texts, self.text_code[r0:r1], self.spk[r0:r1], self.rise[r0:r1], self.start[r0:r1],
-                     self.end[r0:r1], self.offsets[c0:c1 + 1] - r0)
+                     self.end[r0:r1], self.offsets[c0:c1 + 1] - r0, None if self.acoustic is None else self.acoustic[r0:r1])
 
     def row_in_call(self) -> np.ndarray:
         return np.arange(self.n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
@@ -104,13 +109,16 @@ def encode_calls(calls) -> Batch:
     if flat and isinstance(flat[0], tuple):
         text = [u[1] for u in flat]
         speaker = [u[0] for u in flat]
-        rise = start = end = None
+        rise = start = end = acoustic = None
     else:
         text = [u.text for u in flat]
         speaker = [u.speaker for u in flat]
         rise = np.array([u.intonation for u in flat], dtype=object) == "rise"
         start = [u.start for u in flat]
         end = [u.end for u in flat]
+        # the acoustic short-turn flag of the turns stage (another helper's; absent → False)
+        acoustic = [u.prosody.get("acoustic_backchannel", False) if u.prosody else False for u in flat]
+        acoustic = np.array(acoustic, dtype=bool) if any(acoustic) else None
     # speaker codes by comparing an object array with each role (C loops), unknown = 3
     sp_arr = np.array(speaker, dtype=object)
     spk = np.full(n, 3, dtype=np.int8)
@@ -128,6 +136,7 @@ def encode_calls(calls) -> Batch:
         _times(start, n),
         _times(end, n),
         offsets,
+        acoustic,
     )
 
 
@@ -142,7 +151,8 @@ class FeatureSpace:
     """Column layout of both blocks, fixed by the n-gram vocabulary of a trained model."""
 
     def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False,
-                 chars: list[str] | None = None):
+                 chars: list[str] | None = None, emb_dim: int = 0, excerpt: bool = False, embedder=None,
+                 emb_proj: tuple | None = None):
         self.families = dict(families if families is not None else CUE_FAMILIES)
         fam_phrases = sorted({p for ps in self.families.values() for p in ps})
         # Family phrases are always n-gram columns, even when unseen in training.
@@ -160,8 +170,16 @@ class FeatureSpace:
         # Character n-grams (tagger-v3) come last in the text block: [n-grams | families | flags | chars].
         self.chars = list(chars or [])
         self.char_col = {g: i for i, g in enumerate(self.chars)}
-        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA, *(f"chr:{g}" for g in self.chars)]
-        self.n_ev = len(self.text_names) - len(self.chars)  # text columns that may name evidence (not chars)
+        # Sentence embeddings (tagger-v3) are the very last text columns: [… | chars | embedding].
+        self.emb_dim = int(emb_dim)
+        self.embedder = embedder  # callable texts → (n, 384), set by the Tagger when emb_dim > 0
+        # (mean, P): the embeddings are centred and projected on their first emb_dim principal axes, whitened
+        # (fitted on the training texts), so a few dense columns carry them and the solver stays fast
+        self.emb_proj = emb_proj
+        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA, *(f"chr:{g}" for g in self.chars),
+                           *(f"emb:{k}" for k in range(self.emb_dim))]
+        self.n_sparse = len(self.text_names) - self.emb_dim
+        self.n_ev = len(self.text_names) - len(self.chars) - self.emb_dim  # text columns that may name evidence (not chars, embeddings)
         self.ctx_names = [
             *(f"spk:{s}" for s in SPK), "q_utt", *(f"pos:{k}" for k in range(N_POS)), "first", "last2",
             "prev_same", "next_same", "prev_q_other", "minimal_after_q", "prev_what_more", "other_first",
@@ -172,8 +190,25 @@ class FeatureSpace:
         self.end_features = end_features
         if end_features:
             self.ctx_names += [*(f"last_rows:{r}" for r in END_ROWS), "bye_near", "bye_near_late"]
+        # An excerpt (a call of at most EXCERPT_ROWS utterances: a pasted quote) has no position in a call:
+        # its position, first/last and late-in-call features are off and this flag is on.
+        self.excerpt = excerpt
+        if excerpt:
+            self.ctx_names.append("excerpt")
+            self._pos_cols = [j for j, c in enumerate(self.ctx_names)
+                              if c.startswith(("pos:", "late:", "late_topic", "last_rows:", "bye_near")) or c in ("first", "last2")]
         self.n_text = len(self.text_names)
         self.n_ctx = len(self.ctx_names)
+
+    def embed(self, texts) -> np.ndarray:
+        """Sentence embeddings ``(len(texts), emb_dim)`` as float64 (computed once per distinct text upstream)."""
+        if self.embedder is None:
+            raise RuntimeError("this feature space needs sentence embeddings but has no embedder")
+        E = np.asarray(self.embedder(list(texts)), dtype=np.float64).reshape(len(texts), -1)
+        if self.emb_proj is not None:
+            mean, P = self.emb_proj
+            E = (E - mean) @ P
+        return E
 
     # -- vectorised ---------------------------------------------------------
     def text_block(self, texts):
@@ -191,6 +226,8 @@ class FeatureSpace:
         pairs = [fam[:, fc[a]] & fam[:, fc[b]] for a, b in FAMILY_PAIRS]
         extra = np.column_stack([flags, lens, all_min, short_min, *pairs]).astype(np.float64)
         blocks = [Xn, sp.csr_matrix(fam.astype(np.float64)), sp.csr_matrix(extra)] + ([Xc] if self.chars else [])
+        if self.emb_dim:
+            blocks.append(sp.csr_matrix(self.embed(texts)))
         Xt = sp.hstack(blocks, format="csr")
         fc = self.fam_col
         qlike = flags[:, 0] | fam[:, fc["open_q"]] | fam[:, fc["closed_q"]]
@@ -259,6 +296,11 @@ class FeatureSpace:
                 near[ok] |= bye[rows[ok] + d]
             C[:, k3 + len(END_ROWS)] = near
             C[:, k3 + len(END_ROWS) + 1] = near & late
+        if self.excerpt:
+            ex = ncall <= EXCERPT_ROWS
+            if ex.any():
+                C[np.ix_(np.flatnonzero(ex), self._pos_cols)] = 0.0
+                C[:, -1] = ex
         return C
 
     def reopen_block(self, b: Batch, aux) -> np.ndarray:
@@ -321,7 +363,7 @@ class FeatureSpace:
     def text_features_ref(self, text: str):
         """Active text columns (sorted) and the context needs, for one text."""
         toks = normalise_tokens(text)
-        cols = sorted({self.col[g] for g in word_features(toks) if g in self.col})
+        cols = sorted({self.col[g] for g in word_features(toks, self.index.lemmas) if g in self.col})
         colset = set(cols)
         nv = len(self.vocab)
         fam = [any(self.col[p] in colset for p in self.families[f]) for f in self.fam_names]
@@ -339,6 +381,8 @@ class FeatureSpace:
         fc = self.fam_col
         aux = {"qmark": qmark, "qlike": qmark or fam[fc["open_q"]] or fam[fc["closed_q"]], "all_min": all_min,
                "fam": fam, "n_tokens": nt}
+        if self.emb_dim:  # dense columns: the reference adds emb @ W over these rows
+            aux["emb"] = self.embed([text])[0]
         return cols, aux
 
     def context_ref(self, speakers: list[int], rises: list[bool], auxes: list[dict], i: int) -> list[float]:
@@ -381,6 +425,10 @@ class FeatureSpace:
                        for r in range(max(0, i - 2), min(n, i + 3)))
             row[k3 + len(END_ROWS)] = float(near)
             row[k3 + len(END_ROWS) + 1] = float(near and 2 * i >= n)
+        if self.excerpt and n <= EXCERPT_ROWS:
+            for j in self._pos_cols:
+                row[j] = 0.0
+            row[-1] = 1.0
         return row
 
 

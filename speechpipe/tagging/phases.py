@@ -5,7 +5,8 @@ Phases only move forward, one step at a time, except for one explicit
 annotation guide). The decoded path therefore gives the call structure and the
 number of reopenings directly.
 
-Three implementations of the same recursion: :func:`viterbi_reference` (one
+The one module of the tagger's sequence decoders (as librosa's ``sequence.py``: transition matrices,
+Viterbi, and the forward algorithm for posterior scores). Three implementations of the same recursion: :func:`viterbi_reference` (one
 call, plain Python), :func:`viterbi_batch` (many calls padded to ``(B, T)`` and
 masked, numpy) and :func:`viterbi_batch_torch` (the same on a torch device).
 
@@ -301,3 +302,42 @@ def _first_max(x, dim):
 def reopenings(path) -> int:
     """Number of moves from solution/closing back to mapping."""
     return sum(1 for a, b in zip(path, path[1:]) if a >= 2 and b == 1)
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    m = x.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def forward_logz(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray,
+                 reopen: np.ndarray | None = None, allow_reopen: bool = True) -> np.ndarray:
+    """Log of the summed score of all state paths of each call (the forward algorithm; Viterbi with
+    log-sum-exp in place of max), over the same moves as :func:`viterbi_batch`; ``allow_reopen=False``
+    sums only the paths that never go back to mapping (funnels)."""
+    B = len(offsets) - 1
+    if len(em) == 0:
+        return np.zeros(B)
+    E, mask, calls, rows = pad(em, offsets)
+    T = E.shape[1]
+    RP = None
+    if reopen is not None:
+        RP = np.zeros((B, T, 2))
+        RP[calls, rows] = reopen
+    alpha = logpi[None, :] + E[:, 0]
+    for t in range(1, T):
+        trans = np.broadcast_to(logA, (B, 4, 4)) + (reopen_matrix(RP[:, t, 0], RP[:, t, 1]) if RP is not None else 0.0)
+        if not allow_reopen:
+            trans = np.array(trans)
+            trans[:, 2, 1] = trans[:, 3, 1] = NEG
+        new = _logsumexp(alpha[:, :, None] + trans, axis=1) + E[:, t]
+        alpha = np.where(mask[:, t, None], new, alpha)
+    return _logsumexp(alpha, axis=1)
+
+
+def funnel_probability(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray,
+                       reopen: np.ndarray | None = None) -> np.ndarray:
+    """Per call, the share of the path score held by paths without a reopening: the model's
+    probability that the call is a funnel (1 − that: an hourglass). A score, calibrated on CV (model card)."""
+    lz_all = forward_logz(em, offsets, logA, logpi, reopen, True)
+    lz_fun = forward_logz(em, offsets, logA, logpi, reopen, False)
+    return np.exp(np.minimum(lz_fun - lz_all, 0.0))

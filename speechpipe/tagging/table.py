@@ -11,7 +11,9 @@ path that reaches the tagger's per-core throughput target; the object path
 objects.
 
 Input columns: ``call_id``, ``speaker``, ``text`` (required); ``idx``,
-``start``, ``end``, ``intonation`` (optional, used when present). Output: the
+``start``, ``end``, ``intonation``, ``acoustic_backchannel`` (optional, used when present).
+With the fast model (``speechpipe tag --fast``: no sentence embeddings) this path keeps the
+archive re-tag speed; the default model embeds every distinct text (≈ 20 ms each on one core). Output: the
 input table with ``acts`` (list of labels), ``phase`` and ``evidence`` (JSON
 ``{act: cue}``) set — the columns :func:`speechpipe.outputs.tables.utterance_rows`
 writes — and a call table with the call measures flattened as
@@ -40,7 +42,7 @@ import numpy as np
 from speechpipe.records import ACTS
 from speechpipe.tagging.features import SPK, Batch
 from speechpipe.tagging.phases import PHASES
-from speechpipe.tagging.tagger import BIG, Tagger, call_measures
+from speechpipe.tagging.tagger import ACOUSTIC_BC, BIG, Tagger, call_measures
 
 REQUIRED = ("call_id", "speaker", "text")
 ROWS_PER_CHUNK = 1_000_000  # rows read per step from a Parquet file (whole calls are kept together)
@@ -127,7 +129,14 @@ def encode_table(table, path="<table>"):
         rise = np.zeros(n, dtype=bool)
     start = _floats(table, "start", path) if "start" in table.column_names else np.full(n, np.nan)
     end = _floats(table, "end", path) if "end" in table.column_names else np.full(n, np.nan)
-    return Batch(texts, text_code, spk, rise, start, end, offsets), table, call_ids
+    acoustic = None
+    if ACOUSTIC_BC in table.column_names:  # the turns stage's acoustic short-turn flag (bool; null = False)
+        try:
+            acoustic = pc.fill_null(pc.cast(table[ACOUSTIC_BC], pa.bool_()), False).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise TableError(path, f"column {ACOUSTIC_BC} is not boolean ({table.schema.field(ACOUSTIC_BC).type})")
+        acoustic = acoustic.astype(bool) if acoustic.any() else None
+    return Batch(texts, text_code, spk, rise, start, end, offsets, acoustic), table, call_ids
 
 
 def _r3(x: np.ndarray) -> np.ndarray:

