@@ -250,7 +250,8 @@ def test_asr_style_text_and_odd_input(tagger):
 def test_cross_validated_quality(gold):
     """Leave-calls-out CV of the tagger-v3-fast settings (4 folds for speed; the model card has the full CV of
     both models): features, excerpts, evidence rule, reopen model, decoder and calibration all run here."""
-    from speechpipe.tagging.train import FAST, cross_validate
+    from speechpipe.tagging.train import FAST
+    from speechpipe.tagging.validate import cross_validate
 
     r = cross_validate(gold, folds=4, **FAST)
     clean, asr = r["clean"], r["asr_like"]

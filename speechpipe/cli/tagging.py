@@ -166,7 +166,8 @@ def register(app, eval_app):
         from speechpipe.cli.common import console
         from speechpipe.tagging.tagger import FAST_STEM, MODEL_DIR, MODEL_STEM
         from speechpipe.tagging.train import FAST as FAST_KW
-        from speechpipe.tagging.train import V3, GoldError, train_and_save
+        from speechpipe.tagging.train import V3, GoldError
+        from speechpipe.tagging.validate import train_and_save
 
         con = console()
         kw = dict(FAST_KW if fast else V3, C=c, tune_thresholds=tune)

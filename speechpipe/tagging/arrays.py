@@ -1,10 +1,13 @@
-"""Array helpers of the vectorised tagger path: evidence per distinct text, call chunks, stacked slots, log-softmax."""
+"""Array helpers of the vectorised tagger path: evidence per distinct text, call chunks, stacked slots, distinct rows."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
+from speechpipe.records import ACTS
 from speechpipe.tagging.features import STACK_SLOTS, Batch
+from speechpipe.tagging.phases import PHASES
 
 
 class TextEvidence:
@@ -112,3 +115,36 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
         se += np.exp(c - m)
     lse = m + np.log(se)
     return np.column_stack([c - lse for c in cols])
+
+
+def distinct_rows(out: dict, all_names: np.ndarray) -> tuple[np.ndarray, list, list, list]:
+    """Group the rows of a :meth:`tag_batch` result by (act set, evidence, phase).
+
+    Returns ``inv`` (each row's group) and, per group, its acts tuple, its
+    evidence dict (act → cue) and its phase name. Real archives have few
+    distinct groups, so per-row output is a lookup instead of new objects.
+    """
+    acts, phase, ev = out["acts"], out["phase"], out["ev_ids"]
+    # act set as a bit code: packbits is ~5x cheaper than an int64 matrix product
+    packed = np.packbits(acts, axis=1, bitorder="little").astype(np.int64)
+    codes = np.zeros(len(acts), dtype=np.int64)
+    for j in range(packed.shape[1]):
+        codes |= packed[:, j] << (8 * j)
+    n_acts = np.count_nonzero(acts, axis=1)
+    M = len(all_names) + 1
+    k = int(n_acts.max()) if len(n_acts) else 0
+    E = np.zeros((len(codes), k), dtype=np.int64)  # evidence ids + 1 per act slot, 0 = none
+    if k:
+        E[np.repeat(np.arange(len(codes)), n_acts), np.arange(len(ev)) - np.repeat(np.cumsum(n_acts) - n_acts, n_acts)] = ev + 1
+    inv = pd.factorize(codes * 4 + phase)[0]
+    for j in range(k):  # refine the row key one evidence slot at a time (exact, never overflows)
+        inv = pd.factorize(inv * M + E[:, j])[0]
+    first = np.full(int(inv.max()) + 1 if len(inv) else 0, len(inv), dtype=np.int64)
+    np.minimum.at(first, inv, np.arange(len(inv)))  # first row of each group (no sort)
+    labels, evs, phs = [], [], []
+    for r in first.tolist():
+        lab = tuple(a for j, a in enumerate(ACTS) if acts[r, j])
+        labels.append(lab)
+        evs.append({a: all_names[e - 1] for a, e in zip(lab, E[r].tolist())})
+        phs.append(PHASES[phase[r]])
+    return inv, labels, evs, phs

@@ -41,11 +41,11 @@ from itertools import islice, repeat
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.special import expit
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.arrays import TextEvidence, _call_chunks, _log_softmax, _stack_fill  # noqa: F401 (re-exported)
+from speechpipe.tagging.arrays import (TextEvidence, _call_chunks, _log_softmax, _stack_fill,  # noqa: F401 (re-exported)
+                                       distinct_rows)
 from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, SPK, Batch, FeatureSpace, encode_calls,
                                          reopen_stack_cols, stack_index, stack_names, stack_ref)
 from speechpipe.tagging.phases import (PHASES, funnel_probability, reopen_free, viterbi_batch, viterbi_batch_torch,
@@ -210,7 +210,7 @@ class Tagger:
         if self.backend == "torch":
             C = self.fs.context_block(b, aux)
             acts, phase, C, L, em, reo = self._decide_torch(Xt, C, b, aux)
-            ev = self._evidence_names(b, acts, lambda rr: C[rr], best)
+            ev = self._evidence_names(b, acts, lambda rr: C[rr], best, aux)
             out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
             if confidence:
                 out.update(self._confidence(b, acts, L, em, reo))
@@ -528,36 +528,8 @@ class Tagger:
         return "context:" + self.ctx_names[int(np.argmax(contrib))]
 
     def distinct_rows(self, out: dict) -> tuple[np.ndarray, list, list, list]:
-        """Group the rows of a :meth:`tag_batch` result by (act set, evidence, phase).
-
-        Returns ``inv`` (each row's group) and, per group, its acts tuple, its
-        evidence dict (act → cue) and its phase name. Real archives have few
-        distinct groups, so per-row output is a lookup instead of new objects.
-        """
-        acts, phase, ev = out["acts"], out["phase"], out["ev_ids"]
-        # act set as a bit code: packbits is ~5x cheaper than an int64 matrix product
-        packed = np.packbits(acts, axis=1, bitorder="little").astype(np.int64)
-        codes = np.zeros(len(acts), dtype=np.int64)
-        for j in range(packed.shape[1]):
-            codes |= packed[:, j] << (8 * j)
-        n_acts = np.count_nonzero(acts, axis=1)
-        M = len(self._all_names) + 1
-        k = int(n_acts.max()) if len(n_acts) else 0
-        E = np.zeros((len(codes), k), dtype=np.int64)  # evidence ids + 1 per act slot, 0 = none
-        if k:
-            E[np.repeat(np.arange(len(codes)), n_acts), np.arange(len(ev)) - np.repeat(np.cumsum(n_acts) - n_acts, n_acts)] = ev + 1
-        inv = pd.factorize(codes * 4 + phase)[0]
-        for j in range(k):  # refine the row key one evidence slot at a time (exact, never overflows)
-            inv = pd.factorize(inv * M + E[:, j])[0]
-        first = np.full(int(inv.max()) + 1 if len(inv) else 0, len(inv), dtype=np.int64)
-        np.minimum.at(first, inv, np.arange(len(inv)))  # first row of each group (no sort)
-        labels, evs, phs = [], [], []
-        for r in first.tolist():
-            lab = tuple(a for j, a in enumerate(ACTS) if acts[r, j])
-            labels.append(lab)
-            evs.append({a: self._all_names[e - 1] for a, e in zip(lab, E[r].tolist())})
-            phs.append(PHASES[phase[r]])
-        return inv, labels, evs, phs
+        """:func:`~speechpipe.tagging.arrays.distinct_rows` with this model's evidence names."""
+        return distinct_rows(out, self._all_names)
 
     def _write_back(self, calls, b: Batch, out: dict) -> None:
         # Build each distinct (act set, evidence, phase) row once, then per utterance

@@ -69,10 +69,12 @@ CANONICAL = {
 CUE_FAMILIES: dict[str, list[str]] = {
     "greeting": ["hei", "god morgen", "god dag", "velkommen", "du snakker med", "ha det", "fin dag", "god dag",
                  "fin helg", "god helg", "ha en fin", "ha en god", "snakkes", "ha det godt", "ha det bra",
-                 "takk for samtalen", "ønsker deg", "lykke til", "ta vare på deg"],
+                 "takk for samtalen", "ønsker deg", "lykke til", "ta vare på deg",
+                 "god kveld", "god natt", "fin kveld", "god ettermiddag", "riktig god", "ha en riktig"],  # v3
     "exclaim": ["<s> oi", "<s> å", "<s> uff", "<s> jøss", "<s> au", "<s> wow", "så kjekt", "så gøy", "så fint",
                 "gratulerer", "så leit", "så trist", "det var trist", "det var leit", "å nei", "stakkars",
-                "auda", "så bra", "så hyggelig", "så flott", "trist å høre", "leit å høre", "oi", "uff", "jøss"],
+                "auda", "så bra", "så hyggelig", "så flott", "trist å høre", "leit å høre", "oi", "uff", "jøss",
+                "kjempebra", "kjempefint", "kjempegodt", "herlig", "så deilig"],  # v3: exclamations of joy
     "acknowledge": ["jeg skjønner", "jeg forstår", "forståelig", "høres ut", "det høres", "lurt", "godt spørsmål",
                     "bra at du", "fint at du", "godt at du", "klart at", "tungt", "slitsomt", "frustrerende",
                     "helt naturlig", "gjorde du riktig", "gjort riktig", "ta den tiden", "jeg er her",

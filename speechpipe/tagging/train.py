@@ -1,6 +1,6 @@
 """Training and evaluation of the tagger (scikit-learn is used here only, never at inference).
 
-``speechpipe train-tagger`` runs :func:`train_and_save`: it reads the gold calls,
+``speechpipe train-tagger`` runs :func:`speechpipe.tagging.validate.train_and_save`: it reads the gold calls,
 adds an ASR-like copy of every call (lower case, no punctuation, spelling
 variants, dropped and swapped words) so the model cannot lean on punctuation,
 fits one logistic regression per act (on the speakers that may carry it) and a
@@ -166,7 +166,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     as a one-utterance excerpt in training, and an "excerpt" context flag), ``gate_p`` and ``lexical``
     (the evidence rule, see :class:`~speechpipe.tagging.tagger.Tagger`), ``families``/``ngrams_on`` (off: the cue
     families / the n-gram and prefix columns get no weight; for the ablation), ``calibration`` (per-act
-    Platt parameters, from :func:`cross_validate`).
+    Platt parameters, from :func:`speechpipe.tagging.validate.cross_validate`).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -472,14 +472,6 @@ def tag_gold(tagger: Tagger, calls: list[dict]) -> list[dict]:
     return out
 
 
-def cross_validate(calls: list[dict], folds: int | None = None, **fit_kw) -> dict:
-    """Leave-calls-out cross-validation (default: leave one call out), on clean and ASR-like text
-    (see :func:`speechpipe.tagging.validate.cross_validate`)."""
-    from speechpipe.tagging.validate import cross_validate as cv
-
-    return cv(calls, folds=folds, **fit_kw)
-
-
 def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) -> tuple[Path, Path]:
     """Write ``STEM.json`` (names, vocabulary, transitions, metrics) and ``STEM.npz`` (weights) atomically."""
     import io
@@ -506,27 +498,3 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
 V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True, stack=False,
           tune_thresholds=0, tol=1e-3)
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
-
-
-def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None,
-                   tune_from_cv: bool = True, **fit_kw) -> dict:
-    """Cross-validate (leave one call out unless ``folds``), fit on all calls with the out-of-fold
-    calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds chosen on the
-    out-of-fold logits), and write the model; returns the paths and the CV results."""
-    import time
-
-    t0 = time.process_time()
-    calls = load_gold_dir(gold_dir)
-    metrics = cross_validate(calls, folds=folds, **fit_kw) if cv else None
-    t1 = time.process_time()
-    cal = metrics.pop("calibration") if metrics else None
-    thr = metrics["tuned_thresholds"]["thresholds"] if metrics and tune_from_cv else None
-    tagger = fit(calls, calibration=cal, thresholds=thr, **fit_kw)
-    t2 = time.process_time()
-    if metrics:
-        metrics["training_cpu_s"] = {"cross_validation": round(t1 - t0, 1), "final_fit": round(t2 - t1, 1)}
-    emb = getattr(tagger.fs.embedder, "save", None)
-    if emb:
-        emb()  # keep the embedding cache for the next run, if one is set
-    js, npz = save(tagger, stem, {"cross_validation": metrics})
-    return {"json": str(js), "npz": str(npz), "cross_validation": metrics}

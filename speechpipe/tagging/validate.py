@@ -11,12 +11,14 @@ those confidences is measured with calibrators fitted without the call being sco
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from speechpipe.records import ACTS
 from speechpipe.tagging.tagger import NA, role_mask
 from speechpipe.tagging.features import encode_calls
+from speechpipe.tagging.train import Utterance, asr_copy, fit, load_gold_dir, save, score, tag_gold
 
 BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 WRITER_GROUPS = {"001-016": range(1, 17), "017-028": range(17, 29), "029-040": range(29, 41), "041-052": range(41, 53)}
@@ -99,7 +101,6 @@ def cross_validate(calls: list[dict], folds: int | None = None, groups: list[lis
     every held-out utterance tagged alone (``single``: exact act-set accuracy and micro-F1), the
     out-of-fold calibration (per-act Platt parameters fitted on all out-of-fold logits, ``calibration``)
     and its reliability (``reliability``), and the reliability of the structure confidence."""
-    from speechpipe.tagging.train import Utterance, asr_copy, fit, score, tag_gold
 
     if groups is None:
         k = folds or len(calls)
@@ -210,3 +211,27 @@ def writer_groups(calls: list[dict]) -> list[list[int]]:
     """Call indices of the four writer groups of ``tagger-dev`` (by the number in ``dev-NNN``)."""
     num = [int(str(c["call_id"]).split("-")[-1]) for c in calls]
     return [[i for i, n in enumerate(num) if n in r] for r in WRITER_GROUPS.values()]
+
+
+def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None,
+                   tune_from_cv: bool = True, **fit_kw) -> dict:
+    """Cross-validate (leave one call out unless ``folds``), fit on all calls with the out-of-fold
+    calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds chosen on the
+    out-of-fold logits), and write the model; returns the paths and the CV results."""
+    import time
+
+    t0 = time.process_time()
+    calls = load_gold_dir(gold_dir)
+    metrics = cross_validate(calls, folds=folds, **fit_kw) if cv else None
+    t1 = time.process_time()
+    cal = metrics.pop("calibration") if metrics else None
+    thr = metrics["tuned_thresholds"]["thresholds"] if metrics and tune_from_cv else None
+    tagger = fit(calls, calibration=cal, thresholds=thr, **fit_kw)
+    t2 = time.process_time()
+    if metrics:
+        metrics["training_cpu_s"] = {"cross_validation": round(t1 - t0, 1), "final_fit": round(t2 - t1, 1)}
+    emb = getattr(tagger.fs.embedder, "save", None)
+    if emb:
+        emb()  # keep the embedding cache for the next run, if one is set
+    js, npz = save(tagger, stem, {"cross_validation": metrics})
+    return {"json": str(js), "npz": str(npz), "cross_validation": metrics}
