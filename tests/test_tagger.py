@@ -255,17 +255,14 @@ def test_cross_validated_quality(gold):
 
     r = cross_validate(gold, folds=4, **FAST)
     clean, asr = r["clean"], r["asr_like"]
-    # Floors a little under what we measured (see CV_MEASURED), so a broken feature, rule or decoder fails here.
-    assert clean["act_micro_f1"] >= CV_FLOORS[0] and clean["act_macro_f1"] >= CV_FLOORS[1]
-    assert clean["phase_accuracy"] >= CV_FLOORS[2] and asr["phase_accuracy"] >= CV_FLOORS[2] - 0.02
-    assert asr["act_micro_f1"] >= CV_FLOORS[0] - 0.03 and asr["act_macro_f1"] >= CV_FLOORS[1] - 0.03
-    assert clean["structure_right"] >= CV_FLOORS[3] and asr["structure_right"] >= CV_FLOORS[3] - 2
-    assert r["single"]["exact_set_accuracy"] >= CV_FLOORS[4]  # held-out utterances tagged alone
-    assert r["reliability"]["ece"] <= 0.08  # out-of-fold act confidences are calibrated
-
-
-CV_MEASURED = None  # filled from a measured run
-CV_FLOORS = (0.80, 0.74, 0.86, 44, 0.70)
+    # Floors under what the same settings score by writer group and leave-one-call-out (model card:
+    # clean 0.813-0.830 / 0.764-0.802 / 0.876-0.888 / 44-45 of 52, ASR-like 0.753-0.776 / 0.700-0.743),
+    # so a broken feature, rule, decoder or calibration fails here.
+    assert clean["act_micro_f1"] >= 0.79 and clean["act_macro_f1"] >= 0.73 and clean["phase_accuracy"] >= 0.85
+    assert asr["act_micro_f1"] >= 0.73 and asr["act_macro_f1"] >= 0.67 and asr["phase_accuracy"] >= 0.83
+    assert clean["structure_right"] >= 41 and asr["structure_right"] >= 40
+    assert r["single"]["exact_set_accuracy"] >= 0.70  # held-out utterances tagged alone
+    assert r["reliability"]["ece"] <= 0.06  # out-of-fold act confidences are calibrated
 
 
 def test_reopen_after_what_more_and_new_topic(tagger):
