@@ -204,6 +204,8 @@ class FeatureSpace:
         """Sentence embeddings ``(len(texts), emb_dim)`` as float64 (computed once per distinct text upstream)."""
         if self.embedder is None:
             raise RuntimeError("this feature space needs sentence embeddings but has no embedder")
+        if len(texts) == 0:
+            return np.zeros((0, self.emb_dim))
         E = np.asarray(self.embedder(list(texts)), dtype=np.float64).reshape(len(texts), -1)
         if self.emb_proj is not None:
             mean, P = self.emb_proj

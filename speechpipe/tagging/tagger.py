@@ -7,11 +7,12 @@ the phases of a whole call jointly, which gives the structure (funnel or
 hourglass) and the reopenings. The reopen move (solution/closing → mapping) is
 scored per utterance by a small logistic model over reopen cues (a new topic or a
 new voice right after a what-more question or a summary, …), so an hourglass needs
-evidence at the point where it reopens. The model is stacked: a first pass scores
-the acts alone, and its probabilities at this and the neighbouring utterances (±1, ±2,
-the same speaker's previous one) are extra context features of the second pass
-(acts, phase emissions, reopen). Parameters are learned by
-:mod:`speechpipe.tagging.train` and shipped in ``models/tagger-v2.{json,npz}``.
+evidence at the point where it reopens. tagger-v3 adds lemmas and sentence embeddings
+(:mod:`speechpipe.tagging.embed`) to the text block, an evidence rule (an act needs support in
+its own words), calibrated act confidences and call-measure confidences. Models may also be
+stacked (tagger-v2: a first pass's act probabilities of the neighbours are features of a
+second pass). Parameters are learned by :mod:`speechpipe.tagging.train` and shipped in
+``models/tagger-v3.{json,npz}`` (and ``tagger-v3-fast``, without embeddings).
 
 Two paths give identical labels (tested):
 

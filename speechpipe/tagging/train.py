@@ -6,7 +6,7 @@ variants, dropped and swapped words) so the model cannot lean on punctuation,
 fits one logistic regression per act (on the speakers that may carry it) and a
 multinomial one for the phase emissions and one for the per-utterance reopen
 probability (:data:`~speechpipe.tagging.features.REOPEN_NAMES`), counts phase transitions, runs
-leave-calls-out cross-validation and writes ``models/tagger-v2.{json,npz}``.
+leave-calls-out cross-validation and writes ``models/tagger-v3.{json,npz}`` (:data:`V3`; :data:`FAST` without embeddings).
 
 Examples
 --------
@@ -152,7 +152,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         char_scale: float = 1.0, unbalanced_acts: tuple = (), lemmas: bool = False, embeddings: bool = False,
         emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False, gate_p: float | None = None, lexical: bool = False,
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
-        thresholds: dict | None = None) -> Tagger:
+        thresholds_from_cv: dict | None = None) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -325,8 +325,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["evidence_rule"] = {"gate_p": gate_p, "lexical": lexical, "ctx_base": ctx_base.tolist()}
     if calibration:
         meta["calibration"] = calibration
-    if thresholds:  # chosen on out-of-fold logits by cross_validate (tagger-v3)
-        meta["thresholds"] = {a: float(thresholds.get(a, 0.5)) for a in ACTS}
+    if thresholds_from_cv:  # chosen on out-of-fold logits by cross_validate (optional; tagger-v3 keeps 0.5)
+        meta["thresholds"] = {a: float(thresholds_from_cv.get(a, 0.5)) for a in ACTS}
         meta["training"]["thresholds_from"] = "out-of-fold logits of the cross-validation"
     # Round-5 options are written only when used, so a default rebuild stays byte-identical to tagger-v2.
     if chars:

@@ -214,7 +214,7 @@ def writer_groups(calls: list[dict]) -> list[list[int]]:
 
 
 def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None,
-                   tune_from_cv: bool = True, **fit_kw) -> dict:
+                   tune_from_cv: bool = False, **fit_kw) -> dict:
     """Cross-validate (leave one call out unless ``folds``), fit on all calls with the out-of-fold
     calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds chosen on the
     out-of-fold logits), and write the model; returns the paths and the CV results."""
@@ -226,7 +226,7 @@ def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: i
     t1 = time.process_time()
     cal = metrics.pop("calibration") if metrics else None
     thr = metrics["tuned_thresholds"]["thresholds"] if metrics and tune_from_cv else None
-    tagger = fit(calls, calibration=cal, thresholds=thr, **fit_kw)
+    tagger = fit(calls, calibration=cal, thresholds_from_cv=thr, **fit_kw)
     t2 = time.process_time()
     if metrics:
         metrics["training_cpu_s"] = {"cross_validation": round(t1 - t0, 1), "final_fit": round(t2 - t1, 1)}
