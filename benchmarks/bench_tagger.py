@@ -74,17 +74,15 @@ def utterance_table(calls):
     flat = [u for c in calls for u in c]
     call_id = [f"call{k:06d}" for k, c in enumerate(calls) for _ in c]
     idx = [i for c in calls for i in range(len(c))]
-    return pa.table(
-        {"call_id": call_id, "idx": idx, "speaker": [u.speaker for u in flat], "text": [u.text for u in flat]}
-    )
+    return pa.table({"call_id": call_id, "idx": idx, "speaker": [u.speaker for u in flat], "text": [u.text for u in flat]})
 
 
 def full_mode(quick: bool) -> dict:
     """The default model (tagger-v3, sentence embeddings) on the columnar path and per utterance, each with an
     empty embedding cache, on a smaller resample of the same workload: embedding each distinct text dominates."""
-    from speechpipe.tagging.embed import Embedder
-    from speechpipe.tagging.table import tag_table
     from speechpipe.tagging.tagger import TaggerError, load_tagger
+    from speechpipe.tagging.table import tag_table
+    from speechpipe.tagging.embed import Embedder
 
     try:
         full = load_tagger(fallback=False)
@@ -105,21 +103,14 @@ def full_mode(quick: bool) -> dict:
         full.tag_call_reference(c)
     ref_s = time.process_time() - t
     flat = [u for c in sample for u in c]
-    same = utts.column("acts").to_pylist()[: len(flat)] == [u.acts for u in flat]
-    return {
-        "full_utterances": n,
-        "full_distinct_embedded_texts": distinct,
-        "full_columnar_utt_per_s": round(n / col_s),
-        "full_reference_utt_per_s": round(n_ref / ref_s),
-        "full_columnar_speedup_vs_reference": round((n / col_s) / (n_ref / ref_s), 1),
-        "full_cpu_ms_per_distinct_text": round(1000 * col_s / max(1, distinct), 2),
-        "full_same_labels_on_sample": same,
-    }
+    same = utts.column("acts").to_pylist()[:len(flat)] == [u.acts for u in flat]
+    return {"full_utterances": n, "full_distinct_embedded_texts": distinct, "full_columnar_utt_per_s": round(n / col_s),
+            "full_reference_utt_per_s": round(n_ref / ref_s), "full_columnar_speedup_vs_reference": round((n / col_s) / (n_ref / ref_s), 1),
+            "full_cpu_ms_per_distinct_text": round(1000 * col_s / max(1, distinct), 2), "full_same_labels_on_sample": same}
 
 
-def run(
-    quick: bool = False, backend: str = "numpy", device: str | None = None, full: bool = True, smoke: bool = False
-) -> dict:
+def run(quick: bool = False, backend: str = "numpy", device: str | None = None, full: bool = True,
+        smoke: bool = False) -> dict:
     """Time both paths; returns utterances/s, ratio, peak memory and workload size. The main figures are the
     fast model's (tagger-v3-fast: what archive re-tags run); ``full`` adds the default model's (``full_*``)."""
     import numpy as np
@@ -178,11 +169,8 @@ def run(
     utts, call_tab = tag_table(tagger, table)
     col_s, col_w = time.process_time() - t, time.perf_counter() - w
     flat = [u for c in calls for u in c]
-    col_same = (
-        utts.column("acts").to_pylist() == [u.acts for u in flat]
-        and utts.column("phase").to_pylist() == [u.phase for u in flat]
-        and call_tab.num_rows == len(calls)
-    )
+    col_same = (utts.column("acts").to_pylist() == [u.acts for u in flat]
+                and utts.column("phase").to_pylist() == [u.phase for u in flat] and call_tab.num_rows == len(calls))
     del utts, call_tab, table, flat
     res = {
         "model": tagger.name,
@@ -205,12 +193,8 @@ def run(
         "wall_vectorised_utt_per_s": round(n / vec_w),
         "wall_core_utt_per_s": round(n / core_w),
         "core_speedup_vs_reference": round((n / core_s) / ref_ups, 1),
-        "stage_cpu_s": {
-            "encode": round(enc_s, 3),
-            "core": round(core_s, 3),
-            "write_back": round(wb_s, 3),
-            "summaries": round(sum_s, 3),
-        },
+        "stage_cpu_s": {"encode": round(enc_s, 3), "core": round(core_s, 3), "write_back": round(wb_s, 3),
+                        "summaries": round(sum_s, 3)},
         "peak_rss_mb": round(max(rss1, _rss_mb())),
         "workload_rss_mb": round(rss0),
         "same_labels_on_sample": same,
@@ -244,13 +228,8 @@ def run(
             res["torch_gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
         ts = time.perf_counter() - t
         ref_out = tagger.tag_batch(b)
-        res.update(
-            torch_device=dev,
-            torch_core_utt_per_s=round(n / ts),
-            torch_same_as_numpy=bool(
-                np.array_equal(out["acts"], ref_out["acts"]) and np.array_equal(out["phase"], ref_out["phase"])
-            ),
-        )
+        res.update(torch_device=dev, torch_core_utt_per_s=round(n / ts),
+                   torch_same_as_numpy=bool(np.array_equal(out["acts"], ref_out["acts"]) and np.array_equal(out["phase"], ref_out["phase"])))
     return res
 
 

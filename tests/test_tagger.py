@@ -68,9 +68,7 @@ def test_full_model_vectorised_equals_reference(full, mixed_calls):
     assert full.tag_calls(a) == [full.tag_call_reference(c) for c in b]
     for ca, cb in zip(a, b):
         for u, v in zip(ca, cb):
-            assert (u.acts, u.phase, u.evidence, u.act_confidence) == (v.acts, v.phase, v.evidence, v.act_confidence), (
-                u.text
-            )
+            assert (u.acts, u.phase, u.evidence, u.act_confidence) == (v.acts, v.phase, v.evidence, v.act_confidence), u.text
     # embeddings never name evidence: a person must be able to find the cue in the text
     assert not any(e.startswith("text:emb:") for c in a for u in c for e in u.evidence.values())
 
@@ -114,9 +112,8 @@ def test_batched_viterbi_matches_reference_on_random_calls():
     em[::7] = np.round(em[::7], 1)  # some ties
     logA, logpi = transition_matrix({(0, 0): 5, (1, 2): 1, (2, 1): 1}, 0.5)
     got = viterbi_batch(em, offsets, logA, logpi)
-    want = np.concatenate(
-        [viterbi_reference(em[a:b].tolist(), logA.tolist(), logpi.tolist()) for a, b in zip(offsets[:-1], offsets[1:])]
-    )
+    want = np.concatenate([viterbi_reference(em[a:b].tolist(), logA.tolist(), logpi.tolist())
+                           for a, b in zip(offsets[:-1], offsets[1:])])
     assert np.array_equal(got, want)
     pytest.importorskip("torch")
     assert np.array_equal(viterbi_batch_torch(em, offsets, logA, logpi, device="cpu"), want)
@@ -127,23 +124,15 @@ def test_batched_viterbi_matches_reference_on_random_calls():
     reo = np.column_stack([np.log(p), np.log1p(-p)])
     A0 = reopen_free(logA)
     got_r = viterbi_batch(em, offsets, A0, logpi, reo)
-    want_r = np.concatenate(
-        [
-            viterbi_reference(em[a:b].tolist(), A0.tolist(), logpi.tolist(), [tuple(r) for r in reo[a:b]])
-            for a, b in zip(offsets[:-1], offsets[1:])
-        ]
-    )
+    want_r = np.concatenate([viterbi_reference(em[a:b].tolist(), A0.tolist(), logpi.tolist(), [tuple(r) for r in reo[a:b]])
+                             for a, b in zip(offsets[:-1], offsets[1:])])
     assert np.array_equal(got_r, want_r) and not np.array_equal(got_r, want)
     assert np.array_equal(viterbi_batch_torch(em, offsets, A0, logpi, device="cpu", reopen=reo), want_r)
     # empty and one-row calls among others (the packed decoder sorts calls by length)
     offs2 = np.array([0, 0, 1, 1, 5, 6])
     em2 = em[:6]
-    want2 = np.concatenate(
-        [
-            viterbi_reference(em2[a:b].tolist(), logA.tolist(), logpi.tolist()) if b > a else []
-            for a, b in zip(offs2[:-1], offs2[1:])
-        ]
-    ).astype(np.int8)
+    want2 = np.concatenate([viterbi_reference(em2[a:b].tolist(), logA.tolist(), logpi.tolist()) if b > a else []
+                            for a, b in zip(offs2[:-1], offs2[1:])]).astype(np.int8)
     assert np.array_equal(viterbi_batch(em2, offs2, logA, logpi), want2)
     # only allowed moves: forward by one or a reopen to mapping
     for a, b in zip(offsets[:-1], offsets[1:]):
@@ -155,15 +144,8 @@ def test_batched_viterbi_matches_reference_on_random_calls():
 def test_text_features_vectorised_equal_reference(tagger, mixed_calls):
     assert any(g.startswith("pfx:") for g in tagger.fs.vocab)  # word-prefix features are in the model
     assert any(g.startswith("lem:") for g in tagger.fs.vocab)  # and lemma features (tagger-v3)
-    texts = sorted({u.text for c in mixed_calls for u in c}) + [
-        "",
-        "[gråter]",
-        "Ja [sukker",
-        "HJELP!!",
-        "12 ok 7",
-        "bekymra bekymret BEKYMRINGER",
-        "123456 ok",
-    ]
+    texts = sorted({u.text for c in mixed_calls for u in c}) + ["", "[gråter]", "Ja [sukker", "HJELP!!", "12 ok 7",
+                                                                "bekymra bekymret BEKYMRINGER", "123456 ok"]
     Xt, aux = tagger.fs.text_block(texts)
     for i, t in enumerate(texts):
         cols, a = tagger.fs.text_features_ref(t)
@@ -184,7 +166,7 @@ def test_char_ngram_model_vectorised_equals_reference(char_tagger, mixed_calls):
     assert fs.chars and fs.n_text == fs.n_ev + len(fs.chars) and char_tagger._use_pa
     texts = sorted({u.text for c in mixed_calls for u in c}) + ["", "[gråter]", "12 ok 7", "ikkje æ bekymra"]
     Xt, _ = fs.text_block(texts)
-    assert (Xt[:, fs.n_ev :].getnnz(axis=1)[:-4] > 0).mean() > 0.9  # active on nearly every text
+    assert (Xt[:, fs.n_ev:].getnnz(axis=1)[:-4] > 0).mean() > 0.9  # active on nearly every text
     for i, t in enumerate(texts):
         assert sorted(Xt[i].indices.tolist()) == fs.text_features_ref(t)[0], t
     a, b = _fresh(mixed_calls), _fresh(mixed_calls)
@@ -205,7 +187,7 @@ def test_char_ngrams_share_spelling_variants():
     words = ["bekymret", "bekymra", "bekymringer", "meldekortet", "meldekorta"]
     fs = FeatureSpace(["ja"], chars=sorted({g for w in words[::2] for g in char_grams(w)}))
     Xt, _ = fs.text_block([*words, "BEKYMRA!", "ja"])
-    C = (Xt[:, fs.n_ev :] > 0).toarray()
+    C = (Xt[:, fs.n_ev:] > 0).toarray()
     assert (C[0] & C[1]).sum() >= 5 and (C[0] & C[2]).sum() >= 5 and (C[3] & C[4]).sum() >= 8
     assert (C[0] & C[3]).sum() <= 1 and not C[6].any()  # unrelated words share at most an ending («et »)
     assert (C[5] == C[1]).all()  # case and punctuation do not matter
@@ -225,25 +207,20 @@ def test_stacked_second_pass(char_tagger, mixed_calls):
     S = stack_block(P1, b)
     r = 0
     for c in calls:
-        spk = b.spk[r : r + len(c)].tolist()
+        spk = b.spk[r:r + len(c)].tolist()
         for i in range(len(c)):
-            assert S[r + i].tolist() == stack_ref(spk, P1[r : r + len(c)].tolist(), i)
+            assert S[r + i].tolist() == stack_ref(spk, P1[r:r + len(c)].tolist(), i)
         r += len(c)
     # the fast path finds the same slot rows by shifts, including 1-row and empty calls
     from speechpipe.tagging.tagger import _stack_fill
 
-    calls2 = [
-        [Utterance("caller", None, None, "ja")],
-        [],
-        mixed_calls[0][:2],
-        [Utterance("other", None, None, "hei")] * 3,
-        mixed_calls[1],
-    ]
+    calls2 = [[Utterance("caller", None, None, "ja")], [], mixed_calls[0][:2], [Utterance("other", None, None, "hei")] * 3,
+              mixed_calls[1]]
     b2 = encode_calls(calls2)
     P2 = rng.uniform(size=(b2.n, len(ACTS)))
     assert np.array_equal(_stack_fill(P2, b2), stack_block(P2, b2))
     # the second pass really uses them: some stacked weights are large
-    assert np.abs(tagger.W_ctx[tagger.fs.n_ctx :]).max() > 0.5
+    assert np.abs(tagger.W_ctx[tagger.fs.n_ctx:]).max() > 0.5
 
 
 def test_asr_style_text_and_odd_input(tagger):
@@ -291,30 +268,18 @@ def test_cross_validated_quality(gold):
 def test_reopen_after_what_more_and_new_topic(tagger):
     """An invented call (ASR-style text): a late new topic after a what-more question reopens it."""
     lines = [
-        ("counsellor", "nav du snakker med per"),
-        ("caller", "hei jeg lurer på når dagpengene kommer"),
-        ("counsellor", "hva gjelder det mer konkret"),
-        ("caller", "jeg har sendt meldekortet men ikke fått noe"),
-        ("counsellor", "mm"),
-        ("counsellor", "da ser vi først på meldekortet"),
-        ("counsellor", "høres det greit ut"),
-        ("caller", "ja"),
-        ("counsellor", "jeg ser at meldekortet kom inn i går"),
-        ("counsellor", "utbetalingen kommer om tre dager"),
-        ("caller", "ok"),
-        ("counsellor", "du kan følge med på nav no under utbetalinger"),
-        ("caller", "mm"),
-        ("counsellor", "så da kommer pengene på fredag"),
-        ("counsellor", "er det noe mer jeg kan hjelpe deg med"),
+        ("counsellor", "nav du snakker med per"), ("caller", "hei jeg lurer på når dagpengene kommer"),
+        ("counsellor", "hva gjelder det mer konkret"), ("caller", "jeg har sendt meldekortet men ikke fått noe"),
+        ("counsellor", "mm"), ("counsellor", "da ser vi først på meldekortet"), ("counsellor", "høres det greit ut"),
+        ("caller", "ja"), ("counsellor", "jeg ser at meldekortet kom inn i går"),
+        ("counsellor", "utbetalingen kommer om tre dager"), ("caller", "ok"),
+        ("counsellor", "du kan følge med på nav no under utbetalinger"), ("caller", "mm"),
+        ("counsellor", "så da kommer pengene på fredag"), ("counsellor", "er det noe mer jeg kan hjelpe deg med"),
         ("caller", "ja forresten en ting til jeg lurer på om jeg kan jobbe litt ved siden av"),
-        ("counsellor", "ja"),
-        ("caller", "jeg har fått tilbud om noen vakter i en butikk"),
-        ("counsellor", "da fører du timene på meldekortet"),
-        ("counsellor", "det blir trukket i dagpengene"),
-        ("caller", "ok takk"),
-        ("counsellor", "så da fører du timene og sender meldekortet som vanlig"),
-        ("counsellor", "ha en fin dag"),
-        ("caller", "takk ha det"),
+        ("counsellor", "ja"), ("caller", "jeg har fått tilbud om noen vakter i en butikk"),
+        ("counsellor", "da fører du timene på meldekortet"), ("counsellor", "det blir trukket i dagpengene"),
+        ("caller", "ok takk"), ("counsellor", "så da fører du timene og sender meldekortet som vanlig"),
+        ("counsellor", "ha en fin dag"), ("caller", "takk ha det"),
     ]
     call = [Utterance(s, None, None, t) for s, t in lines]
     summ = tagger.tag_call(call)
@@ -379,17 +344,9 @@ def test_cli_tag_and_eval(shared, tmp_path):
     assert [u["text"] for u in res["utterances"]] == [u["text"] for u in src["utterances"]]
     assert res["utterances"][0]["phase"] == "opening" and res["models"]["tagger"] == "tagger-v3"
     assert sum(u["acts"] == ["referral"] for u in res["utterances"]) < 3
-    assert set(res["summary"]) >= {
-        "structure",
-        "reopenings",
-        "feelings_before_case",
-        "what_more_position",
-        "talk_share",
-    }
+    assert set(res["summary"]) >= {"structure", "reopenings", "feelings_before_case", "what_more_position", "talk_share"}
 
-    r = CliRunner().invoke(
-        app, ["eval", "tagger", "--fast", "--gold", str(shared / "tagger-dev"), "--json", str(tmp_path / "m.json")]
-    )
+    r = CliRunner().invoke(app, ["eval", "tagger", "--fast", "--gold", str(shared / "tagger-dev"), "--json", str(tmp_path / "m.json")])
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["model"] == "tagger-v3-fast"

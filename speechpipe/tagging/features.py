@@ -43,63 +43,19 @@ SPK = ("counsellor", "caller", "other", "unknown")
 SPK_CODE = {s: i for i, s in enumerate(SPK)}
 LEN_BINS = (0, 1, 2, 3, 5, 9)  # lower edges: 0, 1, 2, 3–4, 5–8, 9+
 N_POS = 10
-LATE_FAMILIES = (
-    "greeting",
-    "what_more",
-    "summary",
-    "thanks",
-    "new_topic",
-    "handover",
-    "hold",
-    "contract",
-    "info",
-    "emotion",
-    "request",
-    "closed_q",
-    "open_q",
-)
+LATE_FAMILIES = ("greeting", "what_more", "summary", "thanks", "new_topic", "handover", "hold", "contract",
+                 "info", "emotion", "request", "closed_q", "open_q")
 # Reopen cues: a return to mapping after solution/closing (the hourglass) is scored
 # per utterance from these, and the score sets that utterance's reopen transition.
-REOPEN_NAMES = (
-    "new_topic",
-    "topic_shift",
-    "handover",
-    "request",
-    "emotion",
-    "decline",
-    "goodbye",
-    "minimal",
-    "long",
-    "question",
-    "caller",
-    "other",
-    "first_other",
-    "other_after_non_other",
-    "spk_change",
-    "late",
-    "prev_what_more",
-    "prev2_what_more",
-    "prev_summary",
-    "prev2_summary",
-    "wm_then_not_decline",
-    "summary_then_caller_words",
-)
+REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "decline", "goodbye", "minimal", "long", "question",
+                "caller", "other", "first_other", "other_after_non_other", "spk_change", "late",
+                "prev_what_more", "prev2_what_more", "prev_summary", "prev2_summary", "wm_then_not_decline",
+                "summary_then_caller_words")
 TOPIC_WINDOWS = (2, 5, 9)
 EXCERPT_ROWS = 3  # a "call" this short is an excerpt (quoted utterances), not a call: no position features
-END_ROWS = (
-    3,
-    6,
-    10,
-)  # "within the last N rows of the call": closings are short and come last
-TEXT_EXTRA = (
-    "qmark",
-    "excl",
-    "shout",
-    *(f"len>={b}" for b in LEN_BINS),
-    "all_minimal",
-    "short_minimal",
-    *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS),
-)
+END_ROWS = (3, 6, 10)  # "within the last N rows of the call": closings are short and come last  # a new-topic/handover cue by a non-counsellor this many rows back or fewer
+TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
+              *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
 
 
 @dataclass
@@ -133,16 +89,8 @@ class Batch:
     def calls_slice(self, c0: int, c1: int) -> "Batch":
         """Calls ``c0:c1`` as a batch (views; ``texts`` shared, so text codes stay valid)."""
         r0, r1 = self.offsets[c0], self.offsets[c1]
-        return Batch(
-            self.texts,
-            self.text_code[r0:r1],
-            self.spk[r0:r1],
-            self.rise[r0:r1],
-            self.start[r0:r1],
-            self.end[r0:r1],
-            self.offsets[c0 : c1 + 1] - r0,
-            None if self.acoustic is None else self.acoustic[r0:r1],
-        )
+        return Batch(self.texts, self.text_code[r0:r1], self.spk[r0:r1], self.rise[r0:r1], self.start[r0:r1],
+                     self.end[r0:r1], self.offsets[c0:c1 + 1] - r0, None if self.acoustic is None else self.acoustic[r0:r1])
 
     def row_in_call(self) -> np.ndarray:
         return np.arange(self.n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
@@ -202,17 +150,9 @@ def _times(values, n: int) -> np.ndarray:
 class FeatureSpace:
     """Column layout of both blocks, fixed by the n-gram vocabulary of a trained model."""
 
-    def __init__(
-        self,
-        vocab: list[str],
-        families: dict[str, list[str]] | None = None,
-        end_features: bool = False,
-        chars: list[str] | None = None,
-        emb_dim: int = 0,
-        excerpt: bool = False,
-        embedder=None,
-        emb_proj: tuple | None = None,
-    ):
+    def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False,
+                 chars: list[str] | None = None, emb_dim: int = 0, excerpt: bool = False, embedder=None,
+                 emb_proj: tuple | None = None):
         self.families = dict(families if families is not None else CUE_FAMILIES)
         fam_phrases = sorted({p for ps in self.families.values() for p in ps})
         # Family phrases are always n-gram columns, even when unseen in training.
@@ -225,9 +165,7 @@ class FeatureSpace:
             for p in self.families[name]:
                 rows.append(self.col[p])
                 cols.append(f)
-        self.fam_matrix = sp.csr_matrix(
-            (np.ones(len(rows)), (rows, cols)), shape=(len(self.vocab), len(self.fam_names))
-        )
+        self.fam_matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.vocab), len(self.fam_names)))
         self.fam_col = {n: i for i, n in enumerate(self.fam_names)}
         # Character n-grams (tagger-v3) come last in the text block: [n-grams | families | flags | chars].
         self.chars = list(chars or [])
@@ -238,29 +176,13 @@ class FeatureSpace:
         # (mean, P): the embeddings are centred and projected on their first emb_dim principal axes, whitened
         # (fitted on the training texts), so a few dense columns carry them and the solver stays fast
         self.emb_proj = emb_proj
-        self.text_names = [
-            *self.vocab,
-            *(f"cue:{f}" for f in self.fam_names),
-            *TEXT_EXTRA,
-            *(f"chr:{g}" for g in self.chars),
-            *(f"emb:{k}" for k in range(self.emb_dim)),
-        ]
+        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA, *(f"chr:{g}" for g in self.chars),
+                           *(f"emb:{k}" for k in range(self.emb_dim))]
         self.n_sparse = len(self.text_names) - self.emb_dim
-        self.n_ev = (
-            len(self.text_names) - len(self.chars) - self.emb_dim
-        )  # text columns that may name evidence (not chars, embeddings)
+        self.n_ev = len(self.text_names) - len(self.chars) - self.emb_dim  # text columns that may name evidence (not chars, embeddings)
         self.ctx_names = [
-            *(f"spk:{s}" for s in SPK),
-            "q_utt",
-            *(f"pos:{k}" for k in range(N_POS)),
-            "first",
-            "last2",
-            "prev_same",
-            "next_same",
-            "prev_q_other",
-            "minimal_after_q",
-            "prev_what_more",
-            "other_first",
+            *(f"spk:{s}" for s in SPK), "q_utt", *(f"pos:{k}" for k in range(N_POS)), "first", "last2",
+            "prev_same", "next_same", "prev_q_other", "minimal_after_q", "prev_what_more", "other_first",
             *(f"late:{f}" for f in LATE_FAMILIES),
             *(f"late_topic_cue_within:{w}" for w in TOPIC_WINDOWS),
         ]
@@ -273,11 +195,8 @@ class FeatureSpace:
         self.excerpt = excerpt
         if excerpt:
             self.ctx_names.append("excerpt")
-            self._pos_cols = [
-                j
-                for j, c in enumerate(self.ctx_names)
-                if c.startswith(("pos:", "late:", "late_topic", "last_rows:", "bye_near")) or c in ("first", "last2")
-            ]
+            self._pos_cols = [j for j, c in enumerate(self.ctx_names)
+                              if c.startswith(("pos:", "late:", "late_topic", "last_rows:", "bye_near")) or c in ("first", "last2")]
         self.n_text = len(self.text_names)
         self.n_ctx = len(self.ctx_names)
 
@@ -343,7 +262,7 @@ class FeatureSpace:
         prev_same = ~first & (prev_spk == spk)
         C[:, k + 2] = prev_same
         C[:, k + 3] = ~last & (next_spk == spk)
-        qlike = aux["qlike"][tc] | b.rise
+        qlike = (aux["qlike"][tc] | b.rise)
         prev_q_other = ~first & ~prev_same & np.roll(qlike, 1)
         C[:, k + 4] = prev_q_other
         C[:, k + 5] = prev_q_other & aux["all_min"][tc]
@@ -354,7 +273,7 @@ class FeatureSpace:
         cum = np.cumsum(is_other)
         before = np.repeat(np.concatenate(([0], cum))[b.offsets[:-1]], lens)
         C[:, k + 7] = is_other & (cum - before == 1)
-        late = 2 * i >= ncall
+        late = (2 * i >= ncall)
         fam = aux["fam"][tc]
         for j, f in enumerate(LATE_FAMILIES):
             C[:, k + 8 + j] = late & fam[:, self.fam_col[f]]
@@ -412,30 +331,12 @@ class FeatureSpace:
         is_other = spk == 2
         cum = np.cumsum(is_other)
         before = np.repeat(np.concatenate(([0], cum))[b.offsets[:-1]], lens)
-        cols = [
-            fam[:, fc["new_topic"]],
-            fam[:, fc["topic_shift"]],
-            fam[:, fc["handover"]],
-            fam[:, fc["request"]],
-            fam[:, fc["emotion"]],
-            dec,
-            fam[:, fc["greeting"]] | fam[:, fc["thanks"]],
-            aux["all_min"][b.text_code],
-            ntok >= 6,
-            q,
-            spk != 0,
-            is_other,
-            is_other & (cum - before == 1),
-            is_other & ~first & (np.roll(spk, 1) != 2),
-            ~first & (np.roll(spk, 1) != spk),
-            2 * i >= ncall,
-            prev(wm, 1),
-            prev(wm, 2) & ~second,
-            prev(sm, 1),
-            prev(sm, 2) & ~second,
-            (prev(wm, 1) | prev(wm, 2)) & ~dec & (spk != 0),
-            (prev(sm, 1) | prev(sm, 2)) & (spk != 0) & words,
-        ]
+        cols = [fam[:, fc["new_topic"]], fam[:, fc["topic_shift"]], fam[:, fc["handover"]], fam[:, fc["request"]], fam[:, fc["emotion"]], dec,
+                fam[:, fc["greeting"]] | fam[:, fc["thanks"]], aux["all_min"][b.text_code], ntok >= 6, q,
+                spk != 0, is_other, is_other & (cum - before == 1), is_other & ~first & (np.roll(spk, 1) != 2),
+                ~first & (np.roll(spk, 1) != spk), 2 * i >= ncall,
+                prev(wm, 1), prev(wm, 2) & ~second, prev(sm, 1), prev(sm, 2) & ~second,
+                (prev(wm, 1) | prev(wm, 2)) & ~dec & (spk != 0), (prev(sm, 1) | prev(sm, 2)) & (spk != 0) & words]
         for j, c in enumerate(cols):
             R[:, j] = c
         return R
@@ -453,30 +354,11 @@ class FeatureSpace:
         spk = speakers[i]
         words = a["n_tokens"] >= 3 and not a["all_min"]
         wm1, wm2, sm1, sm2 = fam_at(1, "what_more"), fam_at(2, "what_more"), fam_at(1, "summary"), fam_at(2, "summary")
-        row = [
-            f[fc["new_topic"]],
-            f[fc["topic_shift"]],
-            f[fc["handover"]],
-            f[fc["request"]],
-            f[fc["emotion"]],
-            f[fc["decline"]],
-            f[fc["greeting"]] or f[fc["thanks"]],
-            a["all_min"],
-            a["n_tokens"] >= 6,
-            a["qlike"],
-            spk != 0,
-            spk == 2,
-            spk == 2 and 2 not in speakers[:i],
-            spk == 2 and i > 0 and speakers[i - 1] != 2,
-            i > 0 and speakers[i - 1] != spk,
-            2 * i >= n,
-            wm1,
-            wm2,
-            sm1,
-            sm2,
-            (wm1 or wm2) and not f[fc["decline"]] and spk != 0,
-            (sm1 or sm2) and spk != 0 and words,
-        ]
+        row = [f[fc["new_topic"]], f[fc["topic_shift"]], f[fc["handover"]], f[fc["request"]], f[fc["emotion"]], f[fc["decline"]],
+               f[fc["greeting"]] or f[fc["thanks"]], a["all_min"], a["n_tokens"] >= 6, a["qlike"],
+               spk != 0, spk == 2, spk == 2 and 2 not in speakers[:i], spk == 2 and i > 0 and speakers[i - 1] != 2,
+               i > 0 and speakers[i - 1] != spk, 2 * i >= n,
+               wm1, wm2, sm1, sm2, (wm1 or wm2) and not f[fc["decline"]] and spk != 0, (sm1 or sm2) and spk != 0 and words]
         return [float(bool(x)) for x in row]
 
     # -- reference (one utterance at a time) ---------------------------------
@@ -499,13 +381,8 @@ class FeatureSpace:
         cols += [nv + len(fam) + j for j, on in enumerate(extra) if on]
         cols += sorted(self.n_ev + self.char_col[g] for g in text_char_grams(toks) if g in self.char_col)
         fc = self.fam_col
-        aux = {
-            "qmark": qmark,
-            "qlike": qmark or fam[fc["open_q"]] or fam[fc["closed_q"]],
-            "all_min": all_min,
-            "fam": fam,
-            "n_tokens": nt,
-        }
+        aux = {"qmark": qmark, "qlike": qmark or fam[fc["open_q"]] or fam[fc["closed_q"]], "all_min": all_min,
+               "fam": fam, "n_tokens": nt}
         if self.emb_dim:  # dense columns: the reference adds emb @ W over these rows
             aux["emb"] = self.embed([text])[0]
         return cols, aux
@@ -546,10 +423,8 @@ class FeatureSpace:
             k3 = k2 + len(TOPIC_WINDOWS)
             for j, r in enumerate(END_ROWS):
                 row[k3 + j] = float(n - 1 - i < r)
-            near = any(
-                auxes[r]["fam"][fc["greeting"]] or auxes[r]["fam"][fc["thanks"]]
-                for r in range(max(0, i - 2), min(n, i + 3))
-            )
+            near = any(auxes[r]["fam"][fc["greeting"]] or auxes[r]["fam"][fc["thanks"]]
+                       for r in range(max(0, i - 2), min(n, i + 3)))
             row[k3 + len(END_ROWS)] = float(near)
             row[k3 + len(END_ROWS) + 1] = float(near and 2 * i >= n)
         if self.excerpt and n <= EXCERPT_ROWS:
@@ -565,15 +440,8 @@ class FeatureSpace:
 # (an emotion just before, a question by the other speaker, a what-more two rows back…).
 STACK_SLOTS = ("0", "-1", "+1", "-2", "+2", "prev_same")
 # Few stacked columns go into the reopen model (it has few positive rows).
-REOPEN_STACK = (
-    ("0", "new_topic"),
-    ("0", "request"),
-    ("0", "emotion"),
-    ("-1", "what_more"),
-    ("-2", "what_more"),
-    ("-1", "summary"),
-    ("0", "greeting"),
-)
+REOPEN_STACK = (("0", "new_topic"), ("0", "request"), ("0", "emotion"), ("-1", "what_more"), ("-2", "what_more"),
+                ("-1", "summary"), ("0", "greeting"))
 
 
 def stack_names(acts) -> list[str]:

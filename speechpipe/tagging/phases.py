@@ -88,9 +88,8 @@ def _reopen_add(lp: float, lq: float, i: int, j: int) -> float:
     return 0.0
 
 
-def viterbi_reference(
-    em: list[list[float]], logA: list[list[float]], logpi: list[float], reopen: list[tuple[float, float]] | None = None
-) -> list[int]:
+def viterbi_reference(em: list[list[float]], logA: list[list[float]], logpi: list[float],
+                      reopen: list[tuple[float, float]] | None = None) -> list[int]:
     """Best state path of one call; ties go to the lowest state number.
 
     ``reopen[t] = (log p, log 1-p)`` of a reopen at step ``t`` (then ``logA`` is :func:`reopen_free`).
@@ -134,9 +133,8 @@ def pad(em: np.ndarray, offsets: np.ndarray):
     return E, mask, calls, rows
 
 
-def viterbi_batch(
-    em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray, reopen: np.ndarray | None = None
-) -> np.ndarray:
+def viterbi_batch(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray,
+                  reopen: np.ndarray | None = None) -> np.ndarray:
     """Decode all calls at once; returns the state of every row of ``em``.
 
     Calls are sorted by length (longest first) and packed step-major, as a
@@ -209,11 +207,8 @@ def viterbi_batch(
         sl = slice(int(toff[t]), int(toff[t]) + m)
         st = s[:m]
         path[sl] = st
-        s[:m] = np.where(
-            st == 0,
-            0,
-            np.where(st == 1, back1[sl], np.where(st == 2, np.where(back2[sl], 2, 1), np.where(back3[sl], 3, 2))),
-        )
+        s[:m] = np.where(st == 0, 0, np.where(st == 1, back1[sl],
+                         np.where(st == 2, np.where(back2[sl], 2, 1), np.where(back3[sl], 3, 2))))
     path[:m0] = s[:m0]
     return path[pk]
 
@@ -315,14 +310,8 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
-def forward_logz(
-    em: np.ndarray,
-    offsets: np.ndarray,
-    logA: np.ndarray,
-    logpi: np.ndarray,
-    reopen: np.ndarray | None = None,
-    allow_reopen: bool = True,
-) -> np.ndarray:
+def forward_logz(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray,
+                 reopen: np.ndarray | None = None, allow_reopen: bool = True) -> np.ndarray:
     """Log of the summed score of all state paths of each call (the forward algorithm; Viterbi with
     log-sum-exp in place of max), over the same moves as :func:`viterbi_batch`; ``allow_reopen=False``
     sums only the paths that never go back to mapping (funnels)."""
@@ -346,9 +335,8 @@ def forward_logz(
     return _logsumexp(alpha, axis=1)
 
 
-def funnel_probability(
-    em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray, reopen: np.ndarray | None = None
-) -> np.ndarray:
+def funnel_probability(em: np.ndarray, offsets: np.ndarray, logA: np.ndarray, logpi: np.ndarray,
+                       reopen: np.ndarray | None = None) -> np.ndarray:
     """Per call, the share of the path score held by paths without a reopening: the model's
     probability that the call is a funnel (1 − that: an hourglass). A score, calibrated on CV (model card)."""
     lz_all = forward_logz(em, offsets, logA, logpi, reopen, True)

@@ -25,9 +25,8 @@ def _r(x, nd=3):
     return None if x is None else round(float(x), nd)
 
 
-def measure_confidence(
-    structure: str, p_funnel: float | None, c_emp: float | None, c_info: float | None, c_wm: float | None
-) -> dict:
+def measure_confidence(structure: str, p_funnel: float | None, c_emp: float | None, c_info: float | None,
+                       c_wm: float | None) -> dict:
     """Confidence of the call-level measures.
 
     ``structure``: the model's probability of the decoded structure (forward algorithm over all phase
@@ -71,9 +70,7 @@ def summarise_reference(utterances, p_funnel: float | None = None) -> dict:
     if timed:
         amount = {s: sum(u.end - u.start for u, x in zip(utterances, spk) if x == s) for s in present}
     else:
-        amount = {
-            s: sum(len(normalise_tokens(u.text or "")) for u, x in zip(utterances, spk) if x == s) for s in present
-        }
+        amount = {s: sum(len(normalise_tokens(u.text or "")) for u, x in zip(utterances, spk) if x == s) for s in present}
     tot = sum(amount.values())
     bc = {s: sum(1 for u, x in zip(utterances, spk) if x == s and "backchannel" in u.acts) for s in present}
     out = {
@@ -92,26 +89,18 @@ def summarise_reference(utterances, p_funnel: float | None = None) -> dict:
         out["backchannel_rate_per_min"] = {s: _r(bc[s] / minutes) if minutes > 0 else None for s in present}
         gaps = [utterances[i].start - max(u.end for u in utterances[:i]) for i in range(1, n)]
         sil = [g for g in gaps if g >= SILENCE_S]
-        ov = [
-            min(utterances[i - 1].end, utterances[i].end) - utterances[i].start
-            for i in range(1, n)
-            if spk[i] != spk[i - 1] and utterances[i].start < utterances[i - 1].end
-        ]
+        ov = [min(utterances[i - 1].end, utterances[i].end) - utterances[i].start for i in range(1, n)
+              if spk[i] != spk[i - 1] and utterances[i].start < utterances[i - 1].end]
         out.update(silences=len(sil), silence_s=_r(sum(sil)), overlaps=len(ov), overlap_s=_r(sum(ov)))
     else:
         out["backchannel_rate_per_100_utt"] = {s: _r(100 * bc[s] / n) for s in present}
     if p_funnel is not None:
-
         def conf(i, acts):
             return None if i is None else max(utterances[i].act_confidence.get(a, 0.0) for a in acts)
 
-        out["confidence"] = measure_confidence(
-            out["structure"],
-            p_funnel,
-            conf(emp[0] if emp else None, EMPATHIC),
-            conf(info[0] if info else None, ("information",)),
-            conf(wm[0] if wm else None, ("what_more",)),
-        )
+        out["confidence"] = measure_confidence(out["structure"], p_funnel, conf(emp[0] if emp else None, EMPATHIC),
+                                               conf(info[0] if info else None, ("information",)),
+                                               conf(wm[0] if wm else None, ("what_more",)))
     return out
 
 
@@ -181,37 +170,13 @@ def call_measures(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: 
     sil_s = np.bincount(calls[sil], weights=gap[sil], minlength=B)
     ov_n = np.bincount(calls[ovm], minlength=B)
     ov_s = np.bincount(calls[ovm], weights=ovs[ovm], minlength=B)
-    return dict(
-        lens=lens,
-        reo=reo,
-        emp=emp,
-        info=info,
-        emo=emo,
-        nxt=nxt,
-        wm=wm,
-        timed=timed,
-        t0=t0,
-        t1=t1,
-        amount_t=amount_t,
-        amount_w=amount_w,
-        present=present,
-        bc=bc,
-        holds=holds,
-        sil_n=sil_n,
-        sil_s=sil_s,
-        ov_n=ov_n,
-        ov_s=ov_s,
-    )
+    return dict(lens=lens, reo=reo, emp=emp, info=info, emo=emo, nxt=nxt, wm=wm, timed=timed, t0=t0, t1=t1,
+                amount_t=amount_t, amount_w=amount_w, present=present, bc=bc, holds=holds,
+                sil_n=sil_n, sil_s=sil_s, ov_n=ov_n, ov_s=ov_s)
 
 
-def summarise_batch(
-    b: Batch,
-    acts: np.ndarray,
-    phase: np.ndarray,
-    n_tokens_text: np.ndarray,
-    conf: np.ndarray | None = None,
-    p_funnel: np.ndarray | None = None,
-) -> list[dict]:
+def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text: np.ndarray,
+                    conf: np.ndarray | None = None, p_funnel: np.ndarray | None = None) -> list[dict]:
     """:func:`summarise_reference` for every call of a batch, with array reductions; ``conf`` (aligned with
     ``np.nonzero(acts)``) and ``p_funnel`` (per call) add the ``confidence`` entry."""
     m = call_measures(b, acts, phase, n_tokens_text)
@@ -227,9 +192,8 @@ def summarise_batch(
             row_conf[key] = x[np.where(at == BIG, b.n, at)].tolist()
         p_funnel = p_funnel.tolist()
     B, big = len(b.offsets) - 1, BIG
-    lens, reo, emp, info, emo, nxt, wm, timed, t0, t1 = (
-        m[k] for k in ("lens", "reo", "emp", "info", "emo", "nxt", "wm", "timed", "t0", "t1")
-    )
+    lens, reo, emp, info, emo, nxt, wm, timed, t0, t1 = (m[k] for k in ("lens", "reo", "emp", "info", "emo", "nxt", "wm",
+                                                                          "timed", "t0", "t1"))
     amount_t, amount_w, present, bc, holds = m["amount_t"], m["amount_w"], m["present"], m["bc"], m["holds"]
     sil_n, sil_s, ov_n, ov_s = m["sil_n"], m["sil_s"], m["ov_n"], m["ov_s"]
 
@@ -271,21 +235,15 @@ def summarise_batch(
         }
         if tm:
             minutes = (t1[c] - t0[c]) / 60
-            d["backchannel_rate_per_min"] = {
-                SPK[s]: _r(bc[c][s] / minutes) if minutes > 0 else None for s in range(4) if present[c][s]
-            }
+            d["backchannel_rate_per_min"] = {SPK[s]: _r(bc[c][s] / minutes) if minutes > 0 else None
+                                             for s in range(4) if present[c][s]}
             d.update(silences=int(sil_n[c]), silence_s=_r(sil_s[c]), overlaps=int(ov_n[c]), overlap_s=_r(ov_s[c]))
         else:
             d["backchannel_rate_per_100_utt"] = {SPK[s]: _r(100 * bc[c][s] / nc) for s in range(4) if present[c][s]}
         if row_conf is not None:
             ce, ci, cw = (row_conf[k][c] for k in ("emp", "info", "wm"))
-            d["confidence"] = measure_confidence(
-                d["structure"],
-                p_funnel[c],
-                None if e == big else ce,
-                None if info[c] == big else ci,
-                None if wm[c] == big else cw,
-            )
+            d["confidence"] = measure_confidence(d["structure"], p_funnel[c], None if e == big else ce,
+                                                 None if info[c] == big else ci, None if wm[c] == big else cw)
         out.append(d)
     return out
 

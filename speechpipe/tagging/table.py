@@ -81,9 +81,7 @@ def _floats(table, name: str, path) -> np.ndarray:
     try:
         return pc.cast(table[name], pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise TableError(
-            path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})"
-        ) from e
+        raise TableError(path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})")
 
 
 def encode_table(table, path="<table>"):
@@ -99,9 +97,7 @@ def encode_table(table, path="<table>"):
     table = _as_table(table)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
-        raise TableError(
-            path, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})"
-        )
+        raise TableError(path, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})")
     n = table.num_rows
     cid = pc.cast(table["call_id"], pa.string())
     if cid.null_count:
@@ -138,9 +134,7 @@ def encode_table(table, path="<table>"):
         try:
             acoustic = pc.fill_null(pc.cast(table[ACOUSTIC_BC], pa.bool_()), False).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise TableError(
-                path, f"column {ACOUSTIC_BC} is not boolean ({table.schema.field(ACOUSTIC_BC).type})"
-            ) from None
+            raise TableError(path, f"column {ACOUSTIC_BC} is not boolean") from None
         acoustic = acoustic.astype(bool) if acoustic.any() else None
     return Batch(texts, text_code, spk, rise, start, end, offsets, acoustic), table, call_ids
 
@@ -196,9 +190,7 @@ def call_table(b: Batch, out: dict, call_ids: list, model: str | None = None):
     rate_min = _r3(m["bc"] / np.where(minutes > 0, minutes, 1)[:, None])
     rate_utt = _r3(100 * m["bc"] / np.maximum(lens, 1)[:, None])
     for s, name in enumerate(SPK):
-        cols[f"backchannel_rate_per_min_{name}"] = _col(
-            rate_min[:, s], timed & present[:, s] & (minutes > 0), pa.float64()
-        )
+        cols[f"backchannel_rate_per_min_{name}"] = _col(rate_min[:, s], timed & present[:, s] & (minutes > 0), pa.float64())
     for s, name in enumerate(SPK):
         cols[f"backchannel_rate_per_100_utt_{name}"] = _col(rate_utt[:, s], ~timed & present[:, s], pa.float64())
     cols["silences"] = _col(m["sil_n"].astype(np.int64), timed, pa.int64())
@@ -238,13 +230,8 @@ def tag_table(tagger: Tagger, table, path="<table>"):
     return table, call_table(b, out, call_ids, tagger.name)
 
 
-def tag_parquet(
-    tagger: Tagger,
-    src: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    rows_per_chunk: int = ROWS_PER_CHUNK,
-    redact: bool = False,
-) -> tuple[Path, Path, int, int]:
+def tag_parquet(tagger: Tagger, src: str | os.PathLike, out_dir: str | os.PathLike,
+                rows_per_chunk: int = ROWS_PER_CHUNK, redact: bool = False) -> tuple[Path, Path, int, int]:
     """Re-tag an utterance Parquet file: write ``OUT/<stem>.parquet`` (its rows, tagged) and
     ``OUT/<stem>.calls.parquet`` (one row per call).
 
@@ -266,14 +253,10 @@ def tag_parquet(
     try:
         pf = pq.ParquetFile(src)
     except Exception as e:  # not Parquet, truncated, unreadable
-        raise TableError(
-            src, f"cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from e
+        raise TableError(src, f"cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     missing = [c for c in REQUIRED if c not in pf.schema_arrow.names]
     if missing:
-        raise TableError(
-            src, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})"
-        )
+        raise TableError(src, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})")
     out_dir = Path(out_dir)
     dst_u, dst_c = out_dir / f"{src.stem}.parquet", out_dir / f"{src.stem}.calls.parquet"
     if dst_u.resolve() == src.resolve():
@@ -293,10 +276,8 @@ def tag_parquet(
             ids = ct.column("call_id").to_pylist()
             again = seen.intersection(ids)
             if again:
-                raise TableError(
-                    src,
-                    f"call {sorted(again)[0]!r} appears in two separate runs of rows (sort the table by call_id, idx)",
-                )
+                raise TableError(src, f"call {sorted(again)[0]!r} appears in two separate runs of rows "
+                                      "(sort the table by call_id, idx)")
             seen.update(ids)
             wu = wu or pq.ParquetWriter(tu, ut.schema)
             wc = wc or pq.ParquetWriter(tc, ct.schema)

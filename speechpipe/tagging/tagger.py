@@ -45,33 +45,12 @@ import numpy as np
 from scipy.special import expit
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.arrays import (
-    TextEvidence,
-    _call_chunks,
-    _log_softmax,
-    _stack_fill,  # noqa: F401 (re-exported)
-    distinct_rows,
-)
-from speechpipe.tagging.features import (
-    REOPEN_NAMES,
-    REOPEN_STACK,
-    SPK,
-    Batch,
-    FeatureSpace,
-    encode_calls,
-    reopen_stack_cols,
-    stack_index,
-    stack_names,
-    stack_ref,
-)
-from speechpipe.tagging.phases import (
-    PHASES,
-    funnel_probability,
-    reopen_free,
-    viterbi_batch,
-    viterbi_batch_torch,
-    viterbi_reference,
-)
+from speechpipe.tagging.arrays import (TextEvidence, _call_chunks, _log_softmax, _stack_fill,  # noqa: F401 (re-exported)
+                                       distinct_rows)
+from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, SPK, Batch, FeatureSpace, encode_calls,
+                                         reopen_stack_cols, stack_index, stack_names, stack_ref)
+from speechpipe.tagging.phases import (PHASES, funnel_probability, reopen_free, viterbi_batch, viterbi_batch_torch,
+                                       viterbi_reference)
 from speechpipe.tagging.summary import BIG, call_measures, summarise_batch, summarise_reference  # noqa: F401 (re-exported)
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -117,17 +96,10 @@ class Tagger:
     def __init__(self, meta: dict, arrays: dict, backend: str = "numpy", device: str | None = None, embedder=None):
         self.meta = meta
         self.name = meta.get("name", MODEL_STEM)
-        self.fs = FeatureSpace(
-            meta["vocab"],
-            meta["families"],
-            end_features=meta.get("end_features", False),
-            chars=meta.get("char_vocab"),
-            emb_dim=meta.get("emb_dim", 0),
-            excerpt=meta.get("excerpt", False),
-            emb_proj=(np.asarray(arrays["emb_mean"], np.float64), np.asarray(arrays["emb_proj"], np.float64))
-            if "emb_proj" in arrays
-            else None,
-        )
+        self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False),
+                               chars=meta.get("char_vocab"), emb_dim=meta.get("emb_dim", 0), excerpt=meta.get("excerpt", False),
+                               emb_proj=(np.asarray(arrays["emb_mean"], np.float64), np.asarray(arrays["emb_proj"], np.float64))
+                               if "emb_proj" in arrays else None)
         if self.fs.emb_dim:
             from speechpipe.tagging.embed import EmbeddingError, shared_embedder
 
@@ -183,25 +155,21 @@ class Tagger:
         self.roles = role_mask()
         # Evidence: each n-gram's own weight plus the weight of the cue families it belongs to.
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
-        self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv : nv + nf, :NA]
+        self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv:nv + nf, :NA]
         # character n-grams never name evidence (a word or flag is what a person can check)
-        self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [
-            f"text:{n}" for n in self.fs.text_names[nv + nf : self.fs.n_ev]
-        ]
+        self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:self.fs.n_ev]]
         self._ev_names_arr = np.array(self.ev_names, dtype=object)
         self.ctx_names = list(self.fs.ctx_names) + (stack_names(ACTS) if self.stacked else [])
         self._ctx_names_arr = np.array([f"context:{n}" for n in self.ctx_names], dtype=object)
         # one table of evidence names: text columns (n-grams, flags), then context columns
-        self._all_names = np.concatenate(
-            [self._ev_names_arr, self._ctx_names_arr, np.array(["acoustic:short_turn"], dtype=object)]
-        )
+        self._all_names = np.concatenate([self._ev_names_arr, self._ctx_names_arr, np.array(["acoustic:short_turn"], dtype=object)])
         self._acoustic_ev = len(self._all_names) - 1
         # Combined weights of the vectorised path: [first pass | second pass] columns.
         if self.stacked:
             self._W_text_all = np.hstack([self.W1_text, self.W_text])
-            self._W_ctx_all = np.hstack([self.W1_ctx, self.W_ctx[: self.fs.n_ctx]])
+            self._W_ctx_all = np.hstack([self.W1_ctx, self.W_ctx[:self.fs.n_ctx]])
             self._b_all = np.concatenate([self.b1, self.bias])
-            self._W_stack = np.ascontiguousarray(self.W_ctx[self.fs.n_ctx :])  # (slots × 17, 21)
+            self._W_stack = np.ascontiguousarray(self.W_ctx[self.fs.n_ctx:])  # (slots × 17, 21)
         else:
             self._W_text_all, self._W_ctx_all, self._b_all = self.W_text, self.W_ctx, self.bias
         self._use_pa = bool(np.any(self.W_pa))  # adding an all-zero table changes nothing
@@ -244,19 +212,13 @@ class Tagger:
             C = self.fs.context_block(b, aux)
             acts, phase, C, L, em, reo = self._decide_torch(Xt, C, b, aux)
             ev = self._evidence_names(b, acts, lambda rr: C[rr], best, aux)
-            out = {
-                "acts": acts,
-                "phase": phase,
-                "ev_ids": ev,
-                "ev_names": self._all_names[ev],
-                "n_tokens": aux["n_tokens"],
-            }
+            out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
             if confidence:
                 out.update(self._confidence(b, acts, L, em, reo))
             return out
         # Text logits of both passes in one product, once per unique text.
         TL = np.asarray(Xt @ self._W_text_all)
-        allowed = self._text_allowed(TL[:, NA : 2 * NA] if self.stacked else TL[:, :NA], aux)
+        allowed = self._text_allowed(TL[:, NA:2 * NA] if self.stacked else TL[:, :NA], aux)
         acts = np.zeros((b.n, NA), dtype=bool)
         em = np.empty((b.n, 4))
         reo = np.empty((b.n, 2)) if self.W_reopen is not None else None
@@ -319,10 +281,7 @@ class Tagger:
         return expit(self.cal_a[cols] * L[rows, cols] + self.cal_b[cols])
 
     def _confidence(self, b: Batch, acts, L, em, reo) -> dict:
-        return {
-            "conf": self._act_conf(L, acts),
-            "p_funnel": funnel_probability(em, b.offsets, self.logA, self.logpi, reo),
-        }
+        return {"conf": self._act_conf(L, acts), "p_funnel": funnel_probability(em, b.offsets, self.logA, self.logpi, reo)}
 
     def _text_allowed(self, TL: np.ndarray, aux) -> np.ndarray:
         """``(n_texts, 17)``: may this text carry the act (the evidence rule, see ``__init__``)?"""
@@ -347,9 +306,7 @@ class Tagger:
                 cols, ctx = feats[i][0], ctxs[i]
                 p = []
                 for k in range(NA):
-                    s = sum(self.W1_text[c, k] for c in cols) + sum(
-                        v * self.W1_ctx[j, k] for j, v in enumerate(ctx) if v
-                    )
+                    s = sum(self.W1_text[c, k] for c in cols) + sum(v * self.W1_ctx[j, k] for j, v in enumerate(ctx) if v)
                     ok = self.roles[speakers[i], k] and auxes[i]["n_tokens"] > 0
                     p.append(1.0 / (1.0 + math.exp(-min(max(s + self.b1[k], -30.0), 30.0))) if ok else 0.0)
                 P1.append(p)
@@ -402,29 +359,17 @@ class Tagger:
                 acts = ["backchannel"] if acoustic[i] and ok[BC] else []
             if "backchannel" in acts:
                 others = [logits[ACTS.index(a)] for a in acts if a != "backchannel"]
-                acts = (
-                    ["backchannel"]
-                    if not others or logits[BC] >= max(others)
-                    else [a for a in acts if a != "backchannel"]
-                )
+                acts = ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
             if "what_more" in acts and "closed_question" in acts:
                 acts.remove("closed_question")
             u.acts = acts
             u.evidence = {a: self._evidence_ref(cols, ctx, ACTS.index(a)) for a in acts}
             if acoustic[i] and acts == ["backchannel"] and not auxes[i]["all_min"]:
                 u.evidence = {"backchannel": "acoustic:short_turn"}
-            u.act_confidence = {
-                a: round(1.0 / (1.0 + math.exp(-(self.cal_a[k] * logits[k] + self.cal_b[k]))), 3)
-                for k, a in enumerate(ACTS)
-                if a in acts
-            }
-        p_fun = funnel_probability(
-            np.array(ems).reshape(-1, 4),
-            np.array([0, len(ems)]),
-            self.logA,
-            self.logpi,
-            None if reo is None else np.array(reo).reshape(-1, 2),
-        )
+            u.act_confidence = {a: round(1.0 / (1.0 + math.exp(-(self.cal_a[k] * logits[k] + self.cal_b[k]))), 3)
+                                for k, a in enumerate(ACTS) if a in acts}
+        p_fun = funnel_probability(np.array(ems).reshape(-1, 4), np.array([0, len(ems)]), self.logA, self.logpi,
+                                   None if reo is None else np.array(reo).reshape(-1, 2))
         return summarise_reference(utterances, float(p_fun[0]))
 
     # ------------------------------------------------------------------ internals
@@ -458,9 +403,7 @@ class Tagger:
         r = np.clip(r, -30.0, 30.0)
         return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
 
-    def _decide_acts(
-        self, L: np.ndarray, b: Batch, allowed: np.ndarray, aux, thr: np.ndarray | None = None
-    ) -> np.ndarray:
+    def _decide_acts(self, L: np.ndarray, b: Batch, allowed: np.ndarray, aux, thr: np.ndarray | None = None) -> np.ndarray:
         spk = b.spk.astype(np.int64)
         ok = self.roles[spk] & allowed[b.text_code]
         ac = b.acoustic_flags()
@@ -495,22 +438,15 @@ class Tagger:
         Xc = Xt.tocsr()
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the product we use is stable
             warnings.simplefilter("ignore", UserWarning)
-            X = torch.sparse_csr_tensor(
-                torch.as_tensor(Xc.indptr, dtype=torch.int64),
-                torch.as_tensor(Xc.indices, dtype=torch.int64),
-                torch.as_tensor(Xc.data),
-                size=Xc.shape,
-                device=dev,
-            )
+            X = torch.sparse_csr_tensor(torch.as_tensor(Xc.indptr, dtype=torch.int64),
+                                        torch.as_tensor(Xc.indices, dtype=torch.int64),
+                                        torch.as_tensor(Xc.data), size=Xc.shape, device=dev)
         tc = torch.as_tensor(b.text_code, device=dev)
         Ct = torch.as_tensor(C, device=dev)
         reo_C = None
         if self.stacked:
-            L1 = (
-                (X @ torch.as_tensor(self.W1_text, device=dev))[tc]
-                + Ct @ torch.as_tensor(self.W1_ctx, device=dev)
+            L1 = (X @ torch.as_tensor(self.W1_text, device=dev))[tc] + Ct @ torch.as_tensor(self.W1_ctx, device=dev) \
                 + torch.as_tensor(self.b1, device=dev)
-            )
             P1 = 1.0 / (1.0 + torch.exp(-L1.clamp(-30.0, 30.0)))
             P1 = P1 * torch.as_tensor(self.roles, device=dev)[torch.as_tensor(b.spk.astype(np.int64), device=dev)]
             P1[torch.as_tensor(aux["n_tokens"][b.text_code] == 0, device=dev)] = 0.0
@@ -557,7 +493,7 @@ class Tagger:
         (computed on demand, for the (text, act) pairs that are predicted)."""
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
         Xe = Xt[:, list(range(nv)) + list(range(nv + nf, self.fs.n_ev))].tocsr()
-        W = np.vstack([self.W_ev, self.W_text[nv + nf : self.fs.n_ev, :NA]])
+        W = np.vstack([self.W_ev, self.W_text[nv + nf:self.fs.n_ev, :NA]])
         return TextEvidence(Xe, W)
 
     def _evidence_names(self, b: Batch, acts: np.ndarray, ctx_rows, best: np.ndarray, aux) -> np.ndarray:
@@ -616,13 +552,8 @@ class Tagger:
 # ---------------------------------------------------------------------- loading
 
 
-def load_tagger(
-    path: str | Path | None = None,
-    backend: str = "numpy",
-    device: str | None = None,
-    fast: bool = False,
-    fallback: bool = True,
-) -> Tagger:
+def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: str | None = None,
+                fast: bool = False, fallback: bool = True) -> Tagger:
     """Load the shipped tagger (``models/tagger-v3.json`` + ``.npz``; with ``fast``, ``tagger-v3-fast``, the same
     model without sentence embeddings) or the one at ``path`` (the JSON file, the NPZ file, or their common stem).
 
@@ -637,13 +568,8 @@ def load_tagger(
         meta = json.loads(js.read_text(encoding="utf-8"))
         with np.load(nz) as z:
             arrays = {k: z[k] for k in ("W_text", "W_ctx", "bias")}
-            arrays.update(
-                {
-                    k: z[k]
-                    for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1", "emb_mean", "emb_proj")
-                    if k in z
-                }
-            )  # absent in older models
+            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1", "emb_mean", "emb_proj")
+                           if k in z})  # absent in older models
     except (OSError, ValueError, KeyError) as e:
         raise TaggerError(f"cannot load tagger model {stem}.json/.npz: {e}") from e
     try:

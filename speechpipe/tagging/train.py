@@ -29,26 +29,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from speechpipe.records import ACTS, Utterance
-from speechpipe.tagging.features import (
-    REOPEN_NAMES,
-    REOPEN_STACK,
-    TEXT_EXTRA,
-    FeatureSpace,
-    encode_calls,
-    reopen_stack_cols,
-    stack_block,
-)
+from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, TEXT_EXTRA, FeatureSpace, encode_calls,
+                                         reopen_stack_cols, stack_block)
 from speechpipe.tagging.phases import PHASES, transition_matrix
 from speechpipe.tagging.tagger import COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
-from speechpipe.tagging.text import (
-    BRACKETS,
-    CUE_FAMILIES,
-    FAMILY_PAIRS,
-    ngrams,
-    normalise_tokens,
-    text_char_grams,
-    word_features,
-)
+from speechpipe.tagging.text import (BRACKETS, CUE_FAMILIES, FAMILY_PAIRS, ngrams, normalise_tokens, text_char_grams,
+                                     word_features)
 
 VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
 
@@ -79,25 +65,13 @@ def load_gold(path) -> dict:
         if not isinstance(u, dict) or not isinstance(u.get("speaker"), str) or not isinstance(u.get("text"), str):
             raise GoldError(p, f"utterance {i} needs string 'speaker' and 'text'")
         start, end = u.get("start"), u.get("end")
-        if (
-            start is not None
-            and not isinstance(start, (int, float))
-            or end is not None
-            and not isinstance(end, (int, float))
-        ):
+        if start is not None and not isinstance(start, (int, float)) or end is not None and not isinstance(end, (int, float)):
             raise GoldError(p, f"utterance {i}: start/end must be numbers")
         utts.append(Utterance(u["speaker"], start, end, u["text"], channel=u.get("channel")))
         acts.append([a for a in u.get("acts") or [] if a in ACTS])
         phases.append(u.get("phase"))
-    return {
-        "call_id": str(d.get("call_id") or p.stem),
-        "utterances": utts,
-        "gold_acts": acts,
-        "gold_phase": phases,
-        "structure": d.get("structure"),
-        "reopenings": d.get("reopenings"),
-        "path": str(p),
-    }
+    return {"call_id": str(d.get("call_id") or p.stem), "utterances": utts, "gold_acts": acts, "gold_phase": phases,
+            "structure": d.get("structure"), "reopenings": d.get("reopenings"), "path": str(p)}
 
 
 def load_gold_dir(path) -> list[dict]:
@@ -107,14 +81,8 @@ def load_gold_dir(path) -> list[dict]:
     return [load_gold(f) for f in files]
 
 
-def asrify(
-    text: str,
-    rng: random.Random,
-    p_drop: float = 0.06,
-    p_swap: float = 0.04,
-    p_variant: float = 0.3,
-    vocab: list[str] | None = None,
-) -> str:
+def asrify(text: str, rng: random.Random, p_drop: float = 0.06, p_swap: float = 0.04, p_variant: float = 0.3,
+           vocab: list[str] | None = None) -> str:
     """Text as speech recognition would give it: no notes, no punctuation, lower case, some errors."""
     words = re.sub(r"[^\w\s-]", " ", BRACKETS.sub(" ", text)).lower().replace("-", " ").split()
     out = []
@@ -143,16 +111,8 @@ def excerpts(call: dict, asr: dict | None = None) -> list[dict]:
     for i, (u, acts, ph) in enumerate(zip(call["utterances"], call["gold_acts"], call["gold_phase"])):
         if asr is not None and i % 2:
             u = asr["utterances"][i]
-        out.append(
-            {
-                "call_id": f"{call['call_id']}#{i}",
-                "utterances": [u],
-                "gold_acts": [acts],
-                "gold_phase": [ph],
-                "structure": None,
-                "reopenings": None,
-            }
-        )
+        out.append({"call_id": f"{call['call_id']}#{i}", "utterances": [u], "gold_acts": [acts], "gold_phase": [ph],
+                    "structure": None, "reopenings": None})
     return out
 
 
@@ -184,48 +144,16 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     return X, Y, P, np.array(spk, dtype=object), R, b
 
 
-def fit(
-    calls: list[dict],
-    C: float = 0.5,
-    min_df: int = 2,
-    augment: bool = True,
-    seed: int = 0,
-    name: str | None = None,
-    balanced: bool = True,
-    phase_C: float | None = 2.0,
-    reopen_C: float = 1.0,
-    reopen_bias: float = 0.0,
-    fam_scale: float = 3.0,
-    phase_acts: bool = False,
-    phase_act_scale: float = 1.0,
-    unscaled: tuple = ("open_q", "wh_any", "closed_q"),
-    stack: bool = True,
-    inner_folds: int = 4,
-    stack_scale: float = 3.0,
-    acts_only: bool = False,
-    end_features: bool = False,
-    prefixes: bool = True,
-    tune_thresholds: int = 4,
-    threshold_range: tuple = (0.3, 0.7),
-    chars: bool = False,
-    char_min_df: int = 2,
-    char_scale: float = 1.0,
-    unbalanced_acts: tuple = (),
-    lemmas: bool = False,
-    embeddings: bool = False,
-    emb_scale: float = 1.0,
-    emb_dim: int = 96,
-    emb_whiten: bool = True,
-    tol: float = 1e-4,
-    excerpt: bool = False,
-    gate_p: float | None = None,
-    lexical: bool = False,
-    families: bool = True,
-    ngrams_on: bool = True,
-    embedder=None,
-    calibration: dict | None = None,
-    thresholds_from_cv: dict | None = None,
-) -> Tagger:
+def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
+        balanced: bool = True, phase_C: float | None = 2.0, reopen_C: float = 1.0, reopen_bias: float = 0.0,
+        fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
+        unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
+        stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True,
+        tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7), chars: bool = False, char_min_df: int = 2,
+        char_scale: float = 1.0, unbalanced_acts: tuple = (), lemmas: bool = False, embeddings: bool = False,
+        emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False, gate_p: float | None = None, lexical: bool = False,
+        families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
+        thresholds_from_cv: dict | None = None) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -243,30 +171,11 @@ def fit(
     """
     from sklearn.linear_model import LogisticRegression
 
-    kw1 = dict(
-        C=C,
-        min_df=min_df,
-        augment=augment,
-        seed=seed,
-        balanced=balanced,
-        fam_scale=fam_scale,
-        unscaled=unscaled,
-        end_features=end_features,
-        prefixes=prefixes,
-        chars=chars,
-        char_min_df=char_min_df,
-        char_scale=char_scale,
-        unbalanced_acts=unbalanced_acts,
-        lemmas=lemmas,
-        embeddings=embeddings,
-        emb_scale=emb_scale,
-        emb_dim=emb_dim,
-        emb_whiten=emb_whiten,
-        excerpt=excerpt,
-        families=families,
-        ngrams_on=ngrams_on,
-        tol=tol,
-    )
+    kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
+               end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df, char_scale=char_scale,
+               unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings, emb_scale=emb_scale, emb_dim=emb_dim,
+               emb_whiten=emb_whiten,
+               excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol)
     if embeddings and embedder is None:
         from speechpipe.tagging.embed import shared_embedder
 
@@ -294,16 +203,8 @@ def fit(
     vocab = sorted(g for g, n in df.items() if n >= min_df)
     char_vocab = sorted(g for g, n in cdf.items() if n >= char_min_df)
     proj = _emb_projection(embedder, train[:n_full], emb_dim, emb_whiten) if embeddings else None
-    fs = FeatureSpace(
-        vocab,
-        CUE_FAMILIES,
-        end_features=end_features,
-        chars=char_vocab,
-        emb_dim=emb_dim if embeddings else 0,
-        excerpt=excerpt,
-        embedder=embedder,
-        emb_proj=proj,
-    )
+    fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab,
+                      emb_dim=emb_dim if embeddings else 0, excerpt=excerpt, embedder=embedder, emb_proj=proj)
     X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
@@ -317,15 +218,15 @@ def fit(
     # Question-form families stay unscaled (they are broad, and scaling them hurt CV).
     nv, nf = len(fs.vocab), len(fs.fam_names)
     scale = np.ones(X.shape[1])
-    scale[nv : nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
-    scale[fs.n_ev : fs.n_sparse] = char_scale
-    scale[fs.n_sparse : nt] = emb_scale
-    scale[nt + nc :] = stack_scale
+    scale[nv:nv + nf] = [1.0 if f in unscaled else fam_scale for f in fs.fam_names]
+    scale[fs.n_ev:fs.n_sparse] = char_scale
+    scale[fs.n_sparse:nt] = emb_scale
+    scale[nt + nc:] = stack_scale
     if not ngrams_on:  # ablation: no n-gram/prefix/lemma column (family phrases are n-gram columns too)
         scale[:nv] = 0.0
     if not families:  # ablation: no cue family, nor the family conjunction flags
-        scale[nv : nv + nf] = 0.0
-        scale[nv + nf + len(TEXT_EXTRA) - len(FAMILY_PAIRS) : nv + nf + len(TEXT_EXTRA)] = 0.0
+        scale[nv:nv + nf] = 0.0
+        scale[nv + nf + len(TEXT_EXTRA) - len(FAMILY_PAIRS):nv + nf + len(TEXT_EXTRA)] = 0.0
     X = (X @ sp.diags(scale)).tocsr()
     W = np.zeros((X.shape[1], NA + 4))
     bias = np.zeros(NA + 4)
@@ -344,16 +245,10 @@ def fit(
             bias[k] = -20.0
             continue
         # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
-        m = LogisticRegression(
-            C=C,
-            max_iter=2000,
-            solver="liblinear",
-            tol=tol,
-            class_weight="balanced" if balanced and a not in unbalanced_acts else None,
-        )
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", tol=tol, class_weight="balanced" if balanced and a not in unbalanced_acts else None)
         m.fit(Xa[rows], y)
-        W[:, k] = m.coef_[0][: X.shape[1]]
-        W_pa[:, k] = m.coef_[0][X.shape[1] :] * (phase_act_scale if phase_acts else 0.0)
+        W[:, k] = m.coef_[0][:X.shape[1]]
+        W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
         bias[k] = m.intercept_[0]
     ok = P >= 0
     if not acts_only:
@@ -372,9 +267,7 @@ def fit(
     rows_full = np.arange(b.n) < b.offsets[n_full]
     Xc = X[:, nt:] @ sp.diags(1.0 / np.where(scale[nt:] == 0, 1.0, scale[nt:]))
     for k, a in enumerate(ACTS):
-        rows = rows_full & (
-            np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun)
-        )
+        rows = rows_full & (np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun))
         if rows.any():
             ctx_base[k] = float(np.mean(Xc[rows] @ W[nt:, k]))
     # Reopen model: on utterances whose previous gold phase is solution/closing,
@@ -397,19 +290,9 @@ def fit(
     logA, logpi = transition_matrix(dict(counts))
     thresholds = {a: 0.5 for a in ACTS}
     if tune_thresholds > 1 and not acts_only:
-        kw_all = dict(
-            kw1,
-            phase_C=phase_C,
-            reopen_C=reopen_C,
-            reopen_bias=reopen_bias,
-            phase_acts=phase_acts,
-            phase_act_scale=phase_act_scale,
-            stack=stack,
-            inner_folds=inner_folds,
-            stack_scale=stack_scale,
-            threshold_range=threshold_range,
-            tune_thresholds=0,
-        )  # inner fits: fixed 0.5, no nesting
+        kw_all = dict(kw1, phase_C=phase_C, reopen_C=reopen_C, reopen_bias=reopen_bias, phase_acts=phase_acts,
+                      phase_act_scale=phase_act_scale, stack=stack, inner_folds=inner_folds, stack_scale=stack_scale,
+                      threshold_range=threshold_range, tune_thresholds=0)  # inner fits: fixed 0.5, no nesting
         thresholds = _inner_thresholds(calls, tune_thresholds, kw_all)
     meta = {
         "name": name or MODEL_STEM,
@@ -422,43 +305,21 @@ def fit(
         "thresholds": thresholds,
         "logA": logA.tolist(),
         "logpi": logpi.tolist(),
-        "training": {
-            "calls": [c["call_id"] for c in calls],
-            "augment": augment,
-            "C": C,
-            "phase_C": phase_C or C,
-            "min_df": min_df,
-            "seed": seed,
-            "balanced": balanced,
-            "reopen_C": reopen_C,
-            "reopen_bias": reopen_bias,
-            "fam_scale": fam_scale,
-            "phase_acts": phase_acts,
-            "phase_act_scale": phase_act_scale,
-            "unscaled_families": list(unscaled),
-            "stack": stack,
-            "inner_folds": inner_folds,
-            "stack_scale": stack_scale,
-            "prefixes": prefixes,
-            "tune_thresholds": tune_thresholds,
-            "threshold_range": list(threshold_range),
-        },
+        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
+                     "seed": seed, "balanced": balanced,
+                     "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
+                     "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
+                     "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
+                     "stack_scale": stack_scale, "prefixes": prefixes, "tune_thresholds": tune_thresholds,
+                     "threshold_range": list(threshold_range)},
         "end_features": end_features,
         "reopen_features": list(REOPEN_NAMES) + ([f"stack:{s}:{a}" for s, a in REOPEN_STACK] if stack else []),
     }
     # tagger-v3 options, written only when used (older models keep their exact keys)
     if lemmas or embeddings or excerpt or gate_p is not None or lexical:
-        meta["training"].update(
-            lemmas=lemmas,
-            embeddings=embeddings,
-            emb_scale=emb_scale,
-            emb_dim=emb_dim,
-            emb_whiten=emb_whiten,
-            excerpt=excerpt,
-            families=families,
-            ngrams=ngrams_on,
-            tol=tol,
-        )
+        meta["training"].update(lemmas=lemmas, embeddings=embeddings, emb_scale=emb_scale, emb_dim=emb_dim,
+                                emb_whiten=emb_whiten, excerpt=excerpt,
+                                families=families, ngrams=ngrams_on, tol=tol)
         meta["emb_dim"] = fs.emb_dim
         meta["embedding_model"] = getattr(embedder, "name", None) if embeddings else None
         meta["excerpt"] = excerpt
@@ -533,10 +394,7 @@ def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
         if y.sum() == 0:
             out[a] = 0.5
             continue
-        f1 = [
-            2 * (y & (lg > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (lg > np.log(p / (1 - p))).sum())
-            for p in grid
-        ]
+        f1 = [2 * (y & (lg > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (lg > np.log(p / (1 - p))).sum()) for p in grid]
         best = max(f1)
         out[a] = float(min((p for p, f in zip(grid, f1) if f >= best - 1e-12), key=lambda p: (abs(p - 0.5), p)))
     return out
@@ -558,7 +416,7 @@ def _oof_probs(calls: list[dict], train: list[dict], origin: list[int], folds: i
         r = 0
         for i in idx:
             m = offs[i + 1] - offs[i]
-            P1[offs[i] : offs[i + 1]] = p[r : r + m]
+            P1[offs[i]:offs[i + 1]] = p[r:r + m]
             r += m
     return P1
 
@@ -626,43 +484,18 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     if extra:
         meta.update(extra)
     buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        W_text=tagger.W_text.astype(np.float32),
-        W_ctx=tagger.W_ctx.astype(np.float32),
-        bias=tagger.bias.astype(np.float32),
-        **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
-        W_phase_act=tagger.W_pa.astype(np.float32),
-        **(
-            {"emb_mean": tagger.fs.emb_proj[0].astype(np.float32), "emb_proj": tagger.fs.emb_proj[1].astype(np.float32)}
-            if tagger.fs.emb_proj is not None
-            else {}
-        ),
-        **(
-            {
-                "W1_text": tagger.W1_text.astype(np.float32),
-                "W1_ctx": tagger.W1_ctx.astype(np.float32),
-                "b1": tagger.b1.astype(np.float32),
-            }
-            if tagger.stacked
-            else {}
-        ),
-    )
+    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32),
+                        **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
+                        W_phase_act=tagger.W_pa.astype(np.float32),
+                        **({"emb_mean": tagger.fs.emb_proj[0].astype(np.float32), "emb_proj": tagger.fs.emb_proj[1].astype(np.float32)}
+                           if tagger.fs.emb_proj is not None else {}),
+                        **({"W1_text": tagger.W1_text.astype(np.float32), "W1_ctx": tagger.W1_ctx.astype(np.float32),
+                            "b1": tagger.b1.astype(np.float32)} if tagger.stacked else {}))
     npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
     js = write_json(stem.with_suffix(".json"), meta)
     return js, npz
 
 
-V3 = dict(
-    lemmas=True,
-    embeddings=True,
-    emb_whiten=False,
-    emb_scale=3.0,
-    excerpt=True,
-    gate_p=0.25,
-    lexical=True,
-    stack=False,
-    tune_thresholds=0,
-    tol=1e-3,
-)
+V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True, stack=False,
+          tune_thresholds=0, tol=1e-3)
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.features import encode_calls
 from speechpipe.tagging.tagger import NA, role_mask
+from speechpipe.tagging.features import encode_calls
 from speechpipe.tagging.train import Utterance, asr_copy, fit, load_gold_dir, save, score, tag_gold
 
 BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -55,26 +55,17 @@ def choose_thresholds(L: np.ndarray, Y: np.ndarray, S: np.ndarray, W: np.ndarray
         if y.sum() == 0:
             out[a] = 0.5
             continue
-        f1 = [
-            2 * (y & (x > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (x > np.log(p / (1 - p))).sum()) for p in GRID
-        ]
+        f1 = [2 * (y & (x > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (x > np.log(p / (1 - p))).sum()) for p in GRID]
         best = max(f1)
         out[a] = float(min((p for p, f in zip(GRID, f1) if f >= best - 1e-12), key=lambda p: (abs(p - 0.5), p)))
     return out
 
 
 def _f1s(tp, fp, fn) -> dict:
-    per = {
-        a: round(float(2 * tp[k] / max(1, 2 * tp[k] + fp[k] + fn[k])), 3)
-        for k, a in enumerate(ACTS)
-        if tp[k] + fn[k] > 0
-    }
+    per = {a: round(float(2 * tp[k] / max(1, 2 * tp[k] + fp[k] + fn[k])), 3) for k, a in enumerate(ACTS) if tp[k] + fn[k] > 0}
     T, F, N = tp.sum(), fp.sum(), fn.sum()
-    return {
-        "act_micro_f1": round(float(2 * T / max(1, 2 * T + F + N)), 4),
-        "act_macro_f1": round(float(np.mean(list(per.values()))), 4),
-        "per_act_f1": per,
-    }
+    return {"act_micro_f1": round(float(2 * T / max(1, 2 * T + F + N)), 4),
+            "act_macro_f1": round(float(np.mean(list(per.values()))), 4), "per_act_f1": per}
 
 
 def tuned_scores(blocks: list[dict]) -> dict:
@@ -86,12 +77,8 @@ def tuned_scores(blocks: list[dict]) -> dict:
         exact = n = 0
         for blk in (x for x in blocks if x["kind"] == kind):
             others = [x for x in blocks if x["g"] != blk["g"] and x["kind"] != "single"]
-            thr = choose_thresholds(
-                *(
-                    np.vstack([x[k] for x in others]) if k in "LY" else np.concatenate([x[k] for x in others])
-                    for k in "LYSW"
-                )
-            )
+            thr = choose_thresholds(*(np.vstack([x[k] for x in others]) if k in "LY" else np.concatenate([x[k] for x in others])
+                                      for k in "LYSW"))
             p = np.array([thr[a] for a in ACTS])
             P = blk["decide"](np.log(p / (1 - p)))
             Y = blk["Y"]
@@ -103,15 +90,13 @@ def tuned_scores(blocks: list[dict]) -> dict:
         if n:
             res[kind] = {**_f1s(tp, fp, fn), "exact_set_accuracy": round(exact / n, 4)}
     full = [x for x in blocks if x["kind"] != "single"]
-    res["thresholds"] = choose_thresholds(
-        *(np.vstack([x[k] for x in full]) if k in "LY" else np.concatenate([x[k] for x in full]) for k in "LYSW")
-    )
+    res["thresholds"] = choose_thresholds(*(np.vstack([x[k] for x in full]) if k in "LY" else np.concatenate([x[k] for x in full])
+                                            for k in "LYSW"))
     return res
 
 
-def cross_validate(
-    calls: list[dict], folds: int | None = None, groups: list[list[int]] | None = None, excerpts: bool = True, **fit_kw
-) -> dict:
+def cross_validate(calls: list[dict], folds: int | None = None, groups: list[list[int]] | None = None,
+                   excerpts: bool = True, **fit_kw) -> dict:
     """Leave-calls-out cross-validation (default: leave one call out) on clean and ASR-like text, plus
     every held-out utterance tagged alone (``single``: exact act-set accuracy and micro-F1), the
     out-of-fold calibration (per-act Platt parameters fitted on all out-of-fold logits, ``calibration``)
@@ -147,15 +132,12 @@ def cross_validate(
             oof["L"].append(L), oof["Y"].append(_gold_matrix(tc)), oof["S"].append(S), oof["W"].append(W)
             oof["P"].append(A), oof["G"].append(np.full(len(L), g))
             blocks.append({"kind": name, "g": g, "L": L, "Y": oof["Y"][-1], "S": S, "W": W, "decide": decide})
-        per_group.append(
-            {name: score(pred[name][-len(held) :], gold[name][-len(held) :]) for name in ("clean", "asr_like")}
-        )
+        per_group.append({name: score(pred[name][-len(held):], gold[name][-len(held):])
+                          for name in ("clean", "asr_like")})
         if excerpts:  # every held-out utterance alone, clean text
             singles = [[Utterance(u.speaker, None, None, u.text)] for c in test for u in c["utterances"]]
             t.tag_calls(singles)
-            sc = [
-                {"utterances": s, "gold_acts": [a]} for s, a in zip(singles, (a for c in test for a in c["gold_acts"]))
-            ]
+            sc = [{"utterances": s, "gold_acts": [a]} for s, a in zip(singles, (a for c in test for a in c["gold_acts"]))]
             L, _, S, W, decide = _logits(t, sc)
             blocks.append({"kind": "single", "g": g, "L": L, "Y": _gold_matrix(sc), "S": S, "W": W, "decide": decide})
             for (u,), ga in zip(singles, (a for c in test for a in c["gold_acts"])):
@@ -163,26 +145,14 @@ def cross_validate(
                 single_ok += pa == ga
                 single_n += 1
                 s_tp, s_fp, s_fn = s_tp + len(pa & ga), s_fp + len(pa - ga), s_fn + len(ga - pa)
-    res = {
-        "folds": len(groups),
-        "clean": score(pred["clean"], gold["clean"]),
-        "asr_like": score(pred["asr_like"], gold["asr_like"]),
-        "cpu_s": round(time.process_time() - t0, 1),
-    }
+    res = {"folds": len(groups), "clean": score(pred["clean"], gold["clean"]),
+           "asr_like": score(pred["asr_like"], gold["asr_like"]), "cpu_s": round(time.process_time() - t0, 1)}
     if len(groups) <= 8:  # per held-out group (e.g. the writer groups)
-        res["per_group"] = [
-            {
-                n: {k: g[n][k] for k in ("act_micro_f1", "act_macro_f1", "phase_accuracy", "structure_right", "calls")}
-                for n in g
-            }
-            for g in per_group
-        ]
+        res["per_group"] = [{n: {k: g[n][k] for k in ("act_micro_f1", "act_macro_f1", "phase_accuracy", "structure_right", "calls")}
+                             for n in g} for g in per_group]
     if excerpts and single_n:
-        res["single"] = {
-            "utterances": single_n,
-            "exact_set_accuracy": round(single_ok / single_n, 4),
-            "act_micro_f1": round(2 * s_tp / max(1, 2 * s_tp + s_fp + s_fn), 4),
-        }
+        res["single"] = {"utterances": single_n, "exact_set_accuracy": round(single_ok / single_n, 4),
+                         "act_micro_f1": round(2 * s_tp / max(1, 2 * s_tp + s_fp + s_fn), 4)}
     L, Y, S, W, P, G = (np.concatenate(oof[k]) if k in "SWG" else np.vstack(oof[k]) for k in "LYSWPG")
     res["calibration"] = platt(L, Y, S, W)
     res["tuned_thresholds"] = tuned_scores(blocks)
@@ -215,14 +185,8 @@ def _table(conf, correct) -> dict:
     for lo, hi in zip(BINS, BINS[1:]):
         m = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
         if m.any():
-            rows.append(
-                {
-                    "bin": f"{lo:.1f}-{hi:.1f}",
-                    "n": int(m.sum()),
-                    "mean_confidence": round(float(conf[m].mean()), 3),
-                    "accuracy": round(float(correct[m].mean()), 3),
-                }
-            )
+            rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": int(m.sum()), "mean_confidence": round(float(conf[m].mean()), 3),
+                         "accuracy": round(float(correct[m].mean()), 3)})
             ece += m.sum() * abs(conf[m].mean() - correct[m].mean())
     return {"n": int(len(conf)), "ece": round(float(ece / max(1, len(conf))), 4), "bins": rows}
 
@@ -249,9 +213,8 @@ def writer_groups(calls: list[dict]) -> list[list[int]]:
     return [[i for i, n in enumerate(num) if n in r] for r in WRITER_GROUPS.values()]
 
 
-def train_and_save(
-    gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None, tune_from_cv: bool = False, **fit_kw
-) -> dict:
+def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None,
+                   tune_from_cv: bool = False, **fit_kw) -> dict:
     """Cross-validate (leave one call out unless ``folds``), fit on all calls with the out-of-fold
     calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds chosen on the
     out-of-fold logits), and write the model; returns the paths and the CV results."""
