@@ -39,6 +39,7 @@ from speechpipe.audio.acoustics import (
     runs,
     span_mask,
 )
+from speechpipe.prosody.backchannel import acoustic_verdict
 from speechpipe.prosody.pitch import (
     WIDE_CEILING,
     WIDE_FLOOR,
@@ -320,11 +321,21 @@ class ProsodyAnalyzer:
                     p["jitter"], p["shimmer"] = self._voice_quality(pitch, seg)
                     tm["voice_quality"] += clock() - t2
                 u.prosody.update(p)
-                if is_backchannel_candidate(u.text):
+                short = u.prosody.get("short_turn")
+                if short or is_backchannel_candidate(u.text):
                     label, change, reason = final_pitch_movement(t, f0, ranges[key][2], c)
                     u.intonation = label
                     u.pitch_change_st = _r(change)
                     u.prosody["intonation_reason"] = reason
+                    if short:  # a short listener turn: a voiced minimal response, or a breath/cough/laugh?
+                        ok, m = acoustic_verdict(t, f0, u.start, u.end)
+                        if ok and label is not None:
+                            u.prosody["acoustic_backchannel"] = True
+                            u.prosody["backchannel_evidence"] = {
+                                "source": "acoustic:short_turn", **short, **m, "intonation": label,
+                                "change_st": _r(change)}
+                        else:
+                            u.prosody["acoustic_backchannel_rejected"] = m.get("reason", reason)
 
             # z-scores against the same speaker's turns in this call
             for src, dst in (
