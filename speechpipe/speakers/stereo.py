@@ -38,9 +38,16 @@ class StereoConfig:
     # dev backchannels had no region at all) although they are 30 dB above the floor: loud stretches
     # of the channel's own (not leaked) sound count as speech too.
     loud_rescue: bool = True
-    loud_below_p95_db: float = 15.0
+    loud_below_p95_db: float = 10.0  # breaths are 15-20 dB below speech: they stay out
     loud_above_floor_db: float = 20.0
     loud_min_s: float = 0.12
+    # Silero's probability decays slowly after speech: at the low threshold above, regions run on
+    # into the silence after a turn (3.5 % false alarm on the stereo sim calls). Each region is
+    # trimmed to where the channel's own sound is above the floor, and split at quiet gaps.
+    trim_to_sound: bool = True
+    sound_above_floor_db: float = 12.0
+    sound_pad_s: float = 0.1  # chosen with the two below on the 6 stereo dev calls: DER 4.9 -> 1.1 %
+    split_gap_s: float = 0.5
 
 
 class StereoDiarizer:
@@ -77,11 +84,31 @@ class StereoDiarizer:
         for c in range(2):
             regions = probabilities_to_regions(masks[c], cfg.vad_threshold, cfg.min_silence_s, 0.1, cfg.pad_s,
                                                audio.duration)
+            own = diff if c == 0 else -diff
+            if cfg.trim_to_sound:
+                regions = self._trim(regions, audio.samples[c], own, audio.duration)
             if cfg.loud_rescue:
-                own = diff if c == 0 else -diff
                 regions = _union(regions, self._loud_regions(audio.samples[c], own, audio.duration))
             _regions_to_annotation(regions, CHANNEL_NAMES[c], ann)
         return ann
+
+    def _trim(self, regions, x: np.ndarray, own_minus_other: np.ndarray, duration: float):
+        """Regions cut down to the stretches of the channel's own sound in them (see ``trim_to_sound``)."""
+        from speechpipe.audio.acoustics import close_gaps, runs
+
+        cfg = self.config
+        lv = frame_levels_db(x)[: len(own_minus_other)]
+        if not len(lv):
+            return regions
+        fs = FRAME / SAMPLE_RATE
+        sound = (lv > float(np.percentile(lv, 10)) + cfg.sound_above_floor_db) & (own_minus_other > -cfg.crosstalk_db)
+        sound = close_gaps(sound, int(cfg.split_gap_s / fs))
+        out = []
+        for s, e in regions:
+            a, b = int(s / fs), min(len(sound), int(np.ceil(e / fs)))
+            for i, j in zip(*runs(sound[a:b])):
+                out.append((max(0.0, (a + i) * fs - cfg.sound_pad_s), min(duration, (a + j) * fs + cfg.sound_pad_s)))
+        return [(float(s), float(e)) for s, e in out if e - s >= 0.1]
 
     def _loud_regions(self, x: np.ndarray, own_minus_other: np.ndarray, duration: float) -> list[tuple[float, float]]:
         """Stretches of the channel's own sound near speech level (see ``StereoConfig.loud_rescue``)."""

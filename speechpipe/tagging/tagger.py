@@ -174,20 +174,22 @@ class Tagger:
         try:
             b = encode_calls(calls)
             out = self.tag_batch(b)
+            self._write_back(calls, b, out)
             # --- interim (issue 16), until the tagger weighs acoustic evidence itself: a minimal response
             # the prosody stage found in the audio (u.prosody["acoustic_backchannel"]) is a backchannel.
+            acts = out["acts"]
             flat = [u for c in calls for u in c]
             acoustic = [i for i, u in enumerate(flat)
                         if (getattr(u, "prosody", None) or {}).get("acoustic_backchannel")]
             if acoustic:
-                out["acts"][acoustic] = False
-                out["acts"][acoustic, BC] = True
-            self._write_back(calls, b, out)
-            for i in acoustic:
-                flat[i].acts = ["backchannel"]
-                flat[i].evidence = {"backchannel": "acoustic:short_turn"}
+                acts = acts.copy()
+                acts[acoustic] = False
+                acts[acoustic, BC] = True
+                for i in acoustic:
+                    flat[i].acts = ["backchannel"]
+                    flat[i].evidence = {"backchannel": "acoustic:short_turn"}
             # --- end interim
-            return summarise_batch(b, out["acts"], out["phase"], out["n_tokens"])
+            return summarise_batch(b, acts, out["phase"], out["n_tokens"])
         finally:
             if was:
                 gc.enable()
