@@ -118,6 +118,7 @@ def _score_output(out_dir: Path, refs: List[Path], collar: float, skip_overlap: 
     if not out_dir.is_dir():
         con.print(f"[red]error[/red] {out_dir}: not a directory")
         raise typer.Exit(2)
+    refs = [q for r in refs for q in (sorted(r.glob("*.rttm")) if r.is_dir() else [r])]  # a folder: all its RTTMs
     missing = [r for r in refs if not r.is_file()]
     if missing:
         con.print(f"[red]error[/red] {missing[0]}: reference RTTM not found")

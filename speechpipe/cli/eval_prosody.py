@@ -14,7 +14,8 @@ def register(app, eval_app):
     def eval_prosody(
         out_dir: Path = typer.Argument(..., help="Folder a run/batch wrote (CALL.json files)."),
         ref: List[Path] = typer.Option(..., "--ref", help="Reference *.ref.json (utterances with acts and "
-                                       "intonation, breaths), matched to outputs by file stem."),
+                                       "intonation, breaths), matched to outputs by file stem; repeat the "
+                                       "option, or give a folder for all its *.ref.json."),
     ):
         """Gold backchannels found with the right intonation, and breath P/R/F1, end to end."""
         from rich.console import Console
@@ -38,7 +39,8 @@ def register(app, eval_app):
         tot = {"backchannel_gold": 0, "backchannel_found": 0, "backchannel_right_intonation": 0,
                "backchannel_spurious": 0, "breath_ref": 0, "breath_det": 0, "breath_tp": 0}
         failed = 0
-        for r in ref:
+        refs = [q for r in ref for q in (sorted(r.glob("*.ref.json")) if r.is_dir() else [r])]
+        for r in refs:
             try:
                 g = json.loads(r.read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:

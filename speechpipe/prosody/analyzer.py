@@ -415,6 +415,11 @@ def _word_spans(u: Utterance) -> list[tuple[float, float]]:
     """Where the recogniser heard words: word times when present, else the utterance span."""
     if u.words:
         return [(w.start, w.end) for w in u.words if w.start is not None and w.end is not None]
+    if not u.transcribed:
+        # speech the recogniser wrote nothing for: its turn includes the inhalation before it (the
+        # turn is trimmed to sound, and a breath is sound), so masking it would hide the breaths;
+        # the detector's voicing and level tests keep the speech itself out
+        return []
     return [(u.start, u.end)]
 
 

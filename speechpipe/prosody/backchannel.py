@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from speechpipe.records import Turn, Utterance
+from speechpipe.speakers.assign import _copy_utt
 from speechpipe.vocabulary import is_backchannel_candidate
 
 MIN_S, MAX_S = 0.15, 1.45  # a minimal response's length (≤ 1.2 s of speech, + the VAD's 0.1 s pads)
@@ -51,6 +52,7 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
         by_spk.setdefault(t.speaker, []).append(t)
     taken: set[int] = set()
     merged: list[Utterance] = []
+    extra: list[Utterance] = []
     for t in turns:
         dur = t.end - t.start
         if not (MIN_S <= dur <= MAX_S):
@@ -64,25 +66,45 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
         if any(o is not t and o.start < t.start and o.end > t.start - OWN_GAP_S for o in by_spk[t.speaker]):
             continue
         inside = any(o.start <= t.start and o.end >= t.end for o in others)
-        mine = [i for i, u in enumerate(utterances) if i not in taken and u.speaker == t.speaker
-                and u.start is not None and u.end is not None and _inside(u, t)]
-        words = [w for i in mine for w in utterances[i].words]
-        text = " ".join(utterances[i].text for i in mine if utterances[i].text).strip()
+        timed = [i for i, u in enumerate(utterances) if i not in taken and u.speaker == t.speaker
+                 and u.start is not None and u.end is not None and u.start < t.end and u.end > t.start]
+        mine = [i for i in timed if _inside(utterances[i], t)]
+        # an utterance running through the turn («Ja, jeg har …» heard as one): its words on the turn go
+        # with it, the rest stays an utterance of its own (utterances split at turn changes)
+        through = {i: _split_words(utterances[i], t) for i in timed if i not in mine and utterances[i].words}
+        words = [w for i in mine for w in utterances[i].words] + [w for i in through for w in through[i][0]]
+        words.sort(key=lambda w: w.start)
+        texts = [utterances[i].text for i in mine if utterances[i].text] + [" ".join(w.text for w in ws)
+                                                                           for ws, _ in through.values() if ws]
+        text = " ".join(texts).strip()
         lexical = bool(text) and is_backchannel_candidate(text)
         # words the recogniser is sure of and that are no minimal response: an answer, a greeting
         unsure = bool(words) and float(np.mean([w.prob for w in words])) < UNSURE_PROB
         if text and not lexical and not (len(text.split()) <= MAX_WORDS and unsure):
             continue
         taken.update(mine)
+        for i, (_, rest) in through.items():
+            if len(rest) != len(utterances[i].words):
+                taken.add(i)
+                if rest:
+                    src = utterances[i]
+                    extra.append(_copy_utt(src, rest, " ".join(w.text for w in rest), src.cluster,
+                                           rest[0].start, rest[-1].end))
         first = utterances[mine[0]] if mine else None
         u = Utterance(t.speaker, t.start, t.end, text, words=words,
                       channel=first.channel if first else t.channel, cluster=first.cluster if first else t.cluster,
-                      transcribed=any(utterances[i].transcribed for i in mine))
+                      transcribed=bool(words) or any(utterances[i].transcribed for i in mine))
         u.prosody["short_turn"] = {"turn_s": round(dur, 3), "position": "inside" if inside else "between"}
         merged.append(u)
-    out = [u for i, u in enumerate(utterances) if i not in taken] + merged
+    out = [u for i, u in enumerate(utterances) if i not in taken] + merged + extra
     out.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
     return out
+
+
+def _split_words(u: Utterance, t: Turn) -> tuple[list, list]:
+    """``(words whose middle lies on the turn, the others)``."""
+    on = [w for w in u.words if t.start <= 0.5 * (w.start + w.end) <= t.end]
+    return on, [w for w in u.words if not t.start <= 0.5 * (w.start + w.end) <= t.end]
 
 
 def _inside(u: Utterance, t: Turn) -> bool:

@@ -39,7 +39,10 @@ def split_turn_heads(ann: Annotation, audio) -> Annotation:
                                       float(np.percentile(lv, 95)) - QUIET_BELOW_P95_DB))
             pause = _first_pause(*levels[ch], seg.start)
             if pause is not None:
-                pieces = [Segment(seg.start, pause[0]), Segment(pause[1], seg.end)]
+                # the pieces stay contiguous (the pause is part of the turn: no speech goes missing from
+                # the RTTM), the head keeps at most 0.1 s of it as its end pad
+                cut = min(pause[0] + 0.1, 0.5 * (pause[0] + pause[1]))
+                pieces = [Segment(seg.start, cut), Segment(cut, seg.end)]
         for k, p in enumerate(pieces):
             out[p, (trk, k)] = lab
     return out
