@@ -17,6 +17,8 @@ from speechpipe.speakers.embedded import EmbeddedConfig
 
 DiarizerKind = Literal["auto", "stereo", "embedded", "pyannote"]
 CounsellorChannel = Literal["left", "right", "auto"]
+ChannelLayoutChoice = Literal["auto", "mono", "two_party", "duplicated", "one_silent"]
+CHANNEL_LAYOUTS: tuple[str, ...] = get_args(ChannelLayoutChoice)
 DIARIZERS: tuple[str, ...] = get_args(DiarizerKind)
 COUNSELLOR_CHANNELS: tuple[str, ...] = get_args(CounsellorChannel)
 
@@ -51,6 +53,8 @@ class PipelineConfig:
     diarizer: DiarizerKind = "auto"
     pyannote_pipeline: str | None = None
     counsellor_channel: CounsellorChannel = "auto"
+    # auto: detected per file (speechpipe.audio.layout); otherwise forced for 2-channel files
+    channel_layout: ChannelLayoutChoice = "auto"
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     prosody_config: ProsodyConfig = field(default_factory=ProsodyConfig)
     prosody: bool = True
@@ -61,6 +65,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         _check("diarizer", self.diarizer, DIARIZERS)
         _check("counsellor_channel", self.counsellor_channel, COUNSELLOR_CHANNELS)
+        _check("channel_layout", self.channel_layout, CHANNEL_LAYOUTS)
         if self.diarizer == "pyannote" and not self.pyannote_pipeline:
             raise ConfigError("pyannote_pipeline", "the pyannote diarizer needs a pipeline directory")
 

@@ -188,6 +188,11 @@ class Pipeline:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         audio = path if isinstance(path, AudioData) else load_audio(path)  # batch engines pre-decode
+        # Before any VAD or ASR: a stereo file carrying one signal twice (or one silent channel) is
+        # one mono call, not two parties that each said every sentence.
+        from speechpipe.audio.layout import apply_channel_layout
+
+        audio = apply_channel_layout(audio, self.config.channel_layout)
         timings["decode"] = time.perf_counter() - t0
 
         asr = self.asr
@@ -219,13 +224,21 @@ class Pipeline:
         """Speakers/roles, prosody, tagging and the result record (no Whisper needed)."""
         audio, utterances, timings = job.audio, job.utterances, job.timings
         t = time.perf_counter()
-        # The diariser reuses the Silero pass (it thresholds lower than the ASR does).
-        utterances, roles = self.diarizer.assign(
-            audio, utterances,
+        # Turns come from the audio (the diariser reuses the Silero pass); words hang on them,
+        # and turn speech with no words stays as untranscribed utterances (speakers.assign).
+        from speechpipe.speakers.assign import assign_words
+
+        utterances, turns, roles = assign_words(
+            self.diarizer, audio, utterances,
             counsellor_channel=counsellor_channel or self.config.counsellor_channel,
             speech_probs=job.speech_probs,
         )
         timings["diarization"] = time.perf_counter() - t
+        if self.config.prosody:
+            # Short listener turns (a «mm» the recogniser left out) become one utterance each, measured below.
+            from speechpipe.prosody.backchannel import short_listener_turns
+
+            utterances = short_listener_turns(utterances, turns)
 
         events = []
         if self.config.prosody:
@@ -261,6 +274,7 @@ class Pipeline:
             events=events,
             summary=summary,
             roles=roles,
+            turns=turns,
         )
         if self.config.redact:
             from speechpipe.redact import redact_call

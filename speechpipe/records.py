@@ -36,6 +36,11 @@ class AudioData:
     samples: np.ndarray
     orig_sample_rate: int
     sample_rate: int = SAMPLE_RATE
+    # set by speechpipe.audio.layout: mono | two_party | duplicated | one_silent; a duplicated or
+    # one-silent stereo file is processed as mono, and ``source_channels`` keeps the file's count
+    channel_layout: str | None = None
+    source_channels: int | None = None
+    layout_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def channels(self) -> int:
@@ -53,12 +58,17 @@ class AudioData:
         return self.samples.mean(axis=0).astype(np.float32)
 
     def info(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "duration": round(self.duration, 3),
             "sample_rate": self.orig_sample_rate,
-            "channels": self.channels,
+            "channels": self.source_channels or self.channels,
         }
+        if self.channel_layout is not None:
+            out["channel_layout"] = self.channel_layout
+            if self.layout_stats:
+                out["channel_layout_stats"] = self.layout_stats
+        return out
 
 
 @dataclass
@@ -75,6 +85,10 @@ class Utterance:
 
     ``channel`` is the source channel (stereo) and ``cluster`` the diariser's
     anonymous label (mono); both are kept for provenance, ``speaker`` is the role.
+    ``transcribed`` is False for a stretch of a speaker's turn in which the
+    recogniser wrote no word (a «mm» Whisper left out): it is kept, with empty
+    text, so speech is never dropped. The JSON carries ``"transcribed": false``
+    only on those (absent means true, so earlier outputs read back unchanged).
     """
 
     speaker: str
@@ -91,6 +105,7 @@ class Utterance:
     channel: int | None = None
     cluster: str | None = None
     act_confidence: dict[str, float] = field(default_factory=dict)  # act → calibrated probability (tagger-v3)
+    transcribed: bool = True
 
 
 @dataclass
@@ -177,6 +192,8 @@ class CallResult:
                 d["channel"] = u.channel
             if u.cluster is not None:
                 d["cluster"] = u.cluster
+            if not u.transcribed:
+                d["transcribed"] = False
             utts.append(d)
         out: dict[str, Any] = {
             "schema": self.schema,
@@ -218,6 +235,7 @@ class CallResult:
                     act_confidence=dict(u.get("act_confidence") or {}),  # absent in JSON written before tagger-v3
                     channel=u.get("channel"),
                     cluster=u.get("cluster"),
+                    transcribed=bool(u.get("transcribed", True)),
                 )
             )
         events = []

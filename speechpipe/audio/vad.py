@@ -295,7 +295,7 @@ def breath_regions(
     """
     import soxr
 
-    from speechpipe.audio.acoustics import HOP, SR, detect_breaths, frame_features, span_mask
+    from speechpipe.audio.acoustics import HOP, SR, BreathConfig, detect_breaths, frame_features, span_mask
 
     x = np.asarray(samples, dtype=np.float32)
     probs = np.asarray(probs)
@@ -315,7 +315,8 @@ def breath_regions(
         return []
     level = float(np.percentile(e[inside], 95))
     out = []
-    for b in detect_breaths(feats, [], level):
+    # the diariser's own, wider breath test (the prosody stage's events have stricter defaults)
+    for b in detect_breaths(feats, [], level, BreathConfig(min_s=0.15, above_floor_db=6.0)):
         i, j = int(b["start"] / FRAME_S), int(np.ceil(b["end"] / FRAME_S)) + 1
         if probs[i:j].max(initial=0.0) < max_peak and b["re_speech_db"] >= min_re_speech_db:
             out.append((float(b["start"]), float(b["end"])))

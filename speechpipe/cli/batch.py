@@ -65,6 +65,7 @@ def register(app, eval_app):
         diarizer: str = common.DIARIZER,
         pyannote_pipeline: Optional[str] = common.PYANNOTE,
         counsellor_channel: str = common.COUNSELLOR,
+        channel_layout: str = common.LAYOUT,
         redact: bool = common.REDACT,
         formats: str = common.FORMATS,
         pseudonymise: bool = common.PSEUDO,
@@ -98,7 +99,7 @@ def register(app, eval_app):
         asr = common.asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt,
                               vad_threshold, vad_min_silence_ms, cpu_threads, asr_workers)
         cfg = common.pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag,
-                                     rules)
+                                     rules, channel_layout)
         try:
             items = discover(source, pseudonymise=pseudonymise)
         except Exception as e:  # BatchError, unreadable list, missing pseudonym key

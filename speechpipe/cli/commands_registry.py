@@ -6,7 +6,7 @@ stage's commands live next to its owner without touching ``cli.py``.
 
 from importlib import import_module
 
-MODULES = ("run", "tagging", "batch", "evaluate", "diarize", "bench", "overview")
+MODULES = ("run", "tagging", "batch", "evaluate", "diarize", "eval_prosody", "bench", "overview")
 
 
 def register_all(app, eval_app) -> None:

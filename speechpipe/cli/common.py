@@ -99,6 +99,8 @@ ASR_WORKERS = typer.Option(0, "--asr-workers", min=0, help="ASR model replicas d
 DIARIZER = typer.Option("auto", "--diarizer", help=" | ".join(DIARIZERS))
 PYANNOTE = typer.Option(None, "--pyannote-pipeline", help="Local pyannote pipeline directory (with --diarizer pyannote).")
 COUNSELLOR = typer.Option("auto", "--counsellor-channel", help="left | right | auto (stereo calls).")
+LAYOUT = typer.Option("auto", "--channel-layout",
+                      help="auto | mono | two_party | duplicated | one_silent: override the detected stereo layout.")
 REDACT = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses in all text outputs.")
 FORMATS = typer.Option("all", "--formats", help="Comma list of json,rttm,vtt,srt,textgrid,eaf,parquet,html or 'all'.")
 PSEUDO = typer.Option(False, "--pseudonymise", help="Name outputs by a keyed hash instead of the file name (key: SPEECHPIPE_PSEUDONYM_KEY).")
@@ -122,7 +124,7 @@ def check_rules(rules) -> str | None:
 
 
 def pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody=False, no_tag=False,
-                    rules=None):
+                    rules=None, channel_layout="auto"):
     """The one place command-line options become a :class:`~speechpipe.config.PipelineConfig`."""
     from speechpipe.config import ConfigError, PipelineConfig
 
@@ -132,6 +134,7 @@ def pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact
             diarizer=diarizer,
             pyannote_pipeline=pyannote_pipeline,
             counsellor_channel=counsellor_channel,
+            channel_layout=channel_layout,
             prosody=not no_prosody,
             tag=not no_tag,
             redact=redact,

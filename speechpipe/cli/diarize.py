@@ -27,7 +27,7 @@ def load_reference(rttm: Path, uri: str | None = None):
 def register(app, eval_app):
     @eval_app.command("diarization")
     def eval_diarization(
-        audio: List[Path] = typer.Argument(..., help="Recordings to diarise (mono or stereo)."),
+        audio: Optional[List[Path]] = typer.Argument(None, help="Recordings to diarise (mono or stereo)."),
         ref: List[Path] = typer.Option(..., "--ref", help="Reference RTTM, one per recording in the same order, "
                                        "or one RTTM holding every recording (matched by file stem)."),
         diarizer: str = typer.Option("auto", "--diarizer", help=" | ".join(DIARIZERS)),
@@ -36,10 +36,19 @@ def register(app, eval_app):
                                      help="Total no-score width around each reference boundary (pyannote "
                                           "convention: 0.25 = ±0.125 s; NIST md-eval's ±0.25 s is 0.5)."),
         skip_overlap: bool = typer.Option(False, "--skip-overlap", help="Do not score overlapping speech."),
+        from_output: Optional[Path] = typer.Option(
+            None, "--from-output", help="Score the RTTM files a run/batch wrote in this folder (what users get) "
+            "instead of diarising AUDIO; references matched by file stem."),
     ):
         """Diarise each recording and report DER, miss, false alarm, confusion (pyannote.metrics)."""
         from rich.console import Console
         from rich.table import Column, Table
+
+        if from_output is not None:
+            _score_output(from_output, ref, collar, skip_overlap)
+            return
+        if not audio:
+            raise typer.BadParameter("give recordings to diarise, or --from-output DIR")
 
         from speechpipe.audio import AudioError, load_audio
         from speechpipe.config import ConfigError, PipelineConfig
@@ -97,3 +106,31 @@ def register(app, eval_app):
                           f"{100 * c['false alarm'] / tot:.1f}", f"{100 * c['confusion'] / tot:.1f}", "", f"{c['total']:.1f}")
         con.print(table)
         raise typer.Exit(2 if failed else 0)
+
+
+def _score_output(out_dir: Path, refs: List[Path], collar: float, skip_overlap: bool) -> None:
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    from speechpipe.evaluation.diarization import score_output_dir
+
+    con = Console()
+    if not out_dir.is_dir():
+        con.print(f"[red]error[/red] {out_dir}: not a directory")
+        raise typer.Exit(2)
+    refs = [q for r in refs for q in (sorted(r.glob("*.rttm")) if r.is_dir() else [r])]  # a folder: all its RTTMs
+    missing = [r for r in refs if not r.is_file()]
+    if missing:
+        con.print(f"[red]error[/red] {missing[0]}: reference RTTM not found")
+        raise typer.Exit(2)
+    rows, pooled = score_output_dir(out_dir, refs, collar, skip_overlap)
+    if not rows:
+        con.print(f"[red]error[/red] {out_dir}: no RTTM file there matches a reference")
+        raise typer.Exit(2)
+    table = Table(Column("file", overflow="fold"), "DER %", "miss %", "FA %", "confusion %", "covered", "speakers",
+                  "scored s", title=f"Exported RTTM in {out_dir} (collar {collar:g} s)",
+                  caption="% of scored speech; covered = share of reference speech in the RTTM")
+    for r in rows + [pooled]:
+        table.add_row(r["file"], f"{100 * r['der']:.1f}", f"{100 * r['miss']:.1f}", f"{100 * r['fa']:.1f}",
+                      f"{100 * r['confusion']:.1f}", f"{r['covered']:.3f}", r["speakers"], f"{r['total']:.1f}")
+    con.print(table)

@@ -13,6 +13,7 @@ from speechpipe.cli.common import (
     BEAM,
     COMPUTE,
     COUNSELLOR,
+    LAYOUT,
     DEVICE,
     DIARIZER,
     FORMATS,
@@ -53,6 +54,7 @@ def register(app, eval_app):
         diarizer: str = DIARIZER,
         pyannote_pipeline: Optional[str] = PYANNOTE,
         counsellor_channel: str = COUNSELLOR,
+        channel_layout: str = LAYOUT,
         redact: bool = REDACT,
         formats: str = FORMATS,
         pseudonymise: bool = PSEUDO,
@@ -82,7 +84,8 @@ def register(app, eval_app):
         pseudo.check()
         asr = asr_options(asr_model, device, compute_type, beam_size, initial_prompt, nav_prompt, vad_threshold,
                           vad_min_silence_ms, cpu_threads, asr_workers)
-        cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag, rules)
+        cfg = pipeline_config(asr, diarizer, pyannote_pipeline, counsellor_channel, redact, no_prosody, no_tag, rules,
+                              channel_layout)
         pipe = Pipeline(cfg)
         ids = [pseudo.call_id(p, call_id_for(p)) for p in audio]
         if redact:

@@ -53,3 +53,28 @@ def prf(tp: int, n_det: int, n_ref: int) -> tuple[float, float, float]:
     p = tp / n_det if n_det else 1.0
     r = tp / n_ref if n_ref else 1.0
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def score_output(ref: dict, result) -> dict:
+    """End to end, from a call's output (a :class:`~speechpipe.records.CallResult`): gold backchannels
+    found (an output utterance of the same speaker overlapping it, tagged ``backchannel``), with
+    the right intonation, and breath events against the reference breaths.
+    """
+    gold = [u for u in ref["utterances"] if "backchannel" in (u.get("acts") or [])]
+    bcs = [u for u in result.utterances if "backchannel" in u.acts and u.start is not None and u.end is not None]
+    found = right = 0
+    pairs = []
+    for g in gold:
+        hit = [u for u in bcs if u.speaker == g["speaker"] and u.start < g["end"] and u.end > g["start"]]
+        hit.sort(key=lambda u: -(min(u.end, g["end"]) - max(u.start, g["start"])))
+        got = hit[0].intonation if hit else None
+        found += bool(hit)
+        right += bool(hit) and got == g.get("intonation")
+        pairs.append((g.get("intonation"), got if hit else "missing"))
+    # output backchannels with no gold backchannel of that speaker under them (precision)
+    spurious = sum(1 for u in bcs
+                   if not any(u.speaker == g["speaker"] and u.start < g["end"] and u.end > g["start"] for g in gold))
+    b = score_call(ref, [], result.events)
+    return {"backchannel_gold": len(gold), "backchannel_found": found, "backchannel_right_intonation": right,
+            "backchannel_output": len(bcs), "backchannel_spurious": spurious, "intonation_pairs": pairs,
+            "breath_ref": b["breath_ref"], "breath_det": b["breath_det"], "breath_tp": b["breath_tp"]}

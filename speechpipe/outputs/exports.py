@@ -57,11 +57,20 @@ def _one_line(text: str) -> str:
 
 
 def to_rttm(result: CallResult) -> str:
-    """Speaker turns in NIST RTTM (``SPEAKER uri 1 start dur <NA> <NA> label <NA> <NA>``), via pyannote.core."""
+    """Speaker turns in NIST RTTM (``SPEAKER uri 1 start dur <NA> <NA> label <NA> <NA>``), via pyannote.core.
+
+    The turns found in the audio (``result.turns``: all the speech, words or not, overlaps
+    kept) when the result has them; otherwise (text-only or older results) the utterances.
+    """
     from pyannote.core import Annotation, Segment
 
     uri = re.sub(r"\s+", "_", result.call_id)  # RTTM fields are space separated
     ann = Annotation(uri=uri)
+    turns = [t for t in result.turns if t.end > t.start]
+    if turns:
+        for i, t in enumerate(turns):
+            ann[Segment(float(t.start), float(t.end)), i] = t.speaker
+        return ann.to_rttm()
     for i, u in _timed(result):
         ann[Segment(float(u.start), float(u.end)), i] = u.speaker
     return ann.to_rttm()

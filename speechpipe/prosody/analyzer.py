@@ -39,6 +39,7 @@ from speechpipe.audio.acoustics import (
     runs,
     span_mask,
 )
+from speechpipe.prosody.backchannel import acoustic_verdict
 from speechpipe.prosody.pitch import (
     WIDE_CEILING,
     WIDE_FLOOR,
@@ -52,6 +53,7 @@ from speechpipe.records import Event, Utterance
 from speechpipe.vocabulary import count_syllables, is_backchannel_candidate
 
 VERSION = "1"
+WORD_ONSET_SLACK_S = 0.1
 
 
 @dataclass
@@ -320,11 +322,21 @@ class ProsodyAnalyzer:
                     p["jitter"], p["shimmer"] = self._voice_quality(pitch, seg)
                     tm["voice_quality"] += clock() - t2
                 u.prosody.update(p)
-                if is_backchannel_candidate(u.text):
+                short = u.prosody.get("short_turn")
+                if short or is_backchannel_candidate(u.text):
                     label, change, reason = final_pitch_movement(t, f0, ranges[key][2], c)
                     u.intonation = label
                     u.pitch_change_st = _r(change)
                     u.prosody["intonation_reason"] = reason
+                    if short:  # a short listener turn: a voiced minimal response, or a breath/cough/laugh?
+                        ok, m = acoustic_verdict(t, f0, u.start, u.end)
+                        if ok and label is not None:
+                            u.prosody["acoustic_backchannel"] = True
+                            u.prosody["backchannel_evidence"] = {
+                                "source": "acoustic:short_turn", **short, **m, "intonation": label,
+                                "change_st": _r(change)}
+                        else:
+                            u.prosody["acoustic_backchannel_rejected"] = m.get("reason", reason)
 
             # z-scores against the same speaker's turns in this call
             for src, dst in (
@@ -403,7 +415,15 @@ class ProsodyAnalyzer:
 def _word_spans(u: Utterance) -> list[tuple[float, float]]:
     """Where the recogniser heard words: word times when present, else the utterance span."""
     if u.words:
-        return [(w.start, w.end) for w in u.words if w.start is not None and w.end is not None]
+        # Whisper often starts a word on the inhalation before it (4 of the 7 reference breaths missed
+        # end to end on the stereo sim calls): the first WORD_ONSET_SLACK_S of a word is not masked
+        return [(w.start + WORD_ONSET_SLACK_S if w.end - w.start > 2 * WORD_ONSET_SLACK_S else w.start, w.end)
+                for w in u.words if w.start is not None and w.end is not None]
+    if not u.transcribed:
+        # speech the recogniser wrote nothing for: its turn includes the inhalation before it (the
+        # turn is trimmed to sound, and a breath is sound), so masking it would hide the breaths;
+        # the detector's voicing and level tests keep the speech itself out
+        return []
     return [(u.start, u.end)]
 
 

@@ -109,7 +109,7 @@ def _copy_utt(u: Utterance, words, text, cluster, start=None, end=None) -> Utter
         speaker=u.speaker, start=u.start if start is None else start, end=u.end if end is None else end,
         text=text, words=list(words), acts=list(u.acts), phase=u.phase, intonation=u.intonation,
         pitch_change_st=u.pitch_change_st, prosody=dict(u.prosody), evidence=dict(u.evidence),
-        channel=u.channel, cluster=cluster,
+        channel=u.channel, cluster=cluster, transcribed=u.transcribed,
     )
 
 
@@ -125,3 +125,134 @@ def assign_mono(ann: Annotation, utterances: list[Utterance], method: str):
     roles = {"method": method, "counsellor": decision.counsellor, "confidence": decision.confidence,
              "clusters": decision.roles, "evidence": decision.evidence}
     return utts, roles
+
+
+# --- words on turns (the pipeline's one place for this; every diariser only says who spoke when) ---
+
+REAL_TURN_S = 1.2  # another party's turn at least this long between two words ends an utterance
+UNCOVERED_MIN_S = 0.5  # a stretch of a partly transcribed turn this long with no words is kept as speech
+
+
+def attach_words(ann: Annotation, utterances: list[Utterance], stereo: bool) -> list[Utterance]:
+    """Put ASR words on the diariser's speakers; split utterances at speaker changes.
+
+    Stereo: each word already belongs to its channel (``u.channel``); mono: a word
+    goes to the label it overlaps most (:func:`split_by_speaker`, sets ``u.cluster``).
+    Either way an utterance is also split where another party holds a real turn
+    (≥ ``REAL_TURN_S``) between two of its words.
+    """
+    utts = list(utterances) if stereo else split_by_speaker(utterances, ann)
+    others = sorted((s.start, s.end, lab) for s, _, lab in ann.itertracks(yield_label=True)
+                    if s.duration >= REAL_TURN_S)
+    starts = np.array([o[0] for o in others], float)
+    out: list[Utterance] = []
+    for u in utts:
+        mine = label_of(u)
+        if len(u.words) < 2 or not others:
+            out.append(u)
+            continue
+        cut = [0]
+        for i in range(1, len(u.words)):
+            a, b = u.words[i - 1].end, u.words[i].start
+            lo, hi = int(np.searchsorted(starts, a, "left")), int(np.searchsorted(starts, b, "right"))
+            if any(others[j][2] != mine and others[j][1] <= b + 1e-6 for j in range(lo, hi)):
+                cut.append(i)
+        if len(cut) == 1:
+            out.append(u)
+            continue
+        for a, b in zip(cut, cut[1:] + [len(u.words)]):
+            ws = u.words[a:b]
+            out.append(_copy_utt(u, ws, " ".join(w.text for w in ws), u.cluster, ws[0].start, ws[-1].end))
+    out.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
+    return out
+
+
+def label_of(u: Utterance) -> str | None:
+    """The diarisation label an utterance hangs on: its channel name (stereo) or cluster (mono)."""
+    from speechpipe.speakers.base import CHANNEL_NAMES
+
+    return CHANNEL_NAMES[u.channel] if u.channel is not None else u.cluster
+
+
+def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
+                  min_partial_s: float = UNCOVERED_MIN_S) -> list[Utterance]:
+    """Utterances (empty text, ``transcribed=False``) for the speech of each turn no utterance covers.
+
+    A turn with no word at all becomes one whole; in a partly transcribed turn only a
+    stretch of at least ``min_partial_s`` counts (word times are approximate at the edges).
+
+    Examples
+    --------
+    >>> ann = Annotation()
+    >>> ann[Segment(0, 3)] = "A"; ann[Segment(3.5, 3.9)] = "B"; ann[Segment(4, 8)] = "A"
+    >>> us = [Utterance("x", 0.1, 2.9, "hei", cluster="A"), Utterance("x", 4.0, 5.0, "ja", cluster="A")]
+    >>> [(u.cluster, u.start, u.end, u.text, u.transcribed) for u in untranscribed(ann, us, stereo=False)]
+    [('B', 3.5, 3.9, '', False), ('A', 5.0, 8.0, '', False)]
+    """
+    from speechpipe.speakers.base import CHANNEL_NAMES
+
+    spans: dict = {}
+    for u in utterances:
+        if u.start is not None and u.end is not None:
+            spans.setdefault(label_of(u), []).append((u.start, u.end))
+    for v in spans.values():
+        v.sort()
+    out = []
+    for seg, _, lab in sorted(ann.itertracks(yield_label=True)):
+        covered = [(a, b) for a, b in spans.get(lab, []) if b > seg.start and a < seg.end]
+        pieces, t = [], seg.start
+        for a, b in covered:
+            if a > t:
+                pieces.append((t, a))
+            t = max(t, b)
+        if t < seg.end:
+            pieces.append((t, seg.end))
+        keep = pieces if not covered else [(a, b) for a, b in pieces if b - a >= min_partial_s]
+        for a, b in keep:
+            if b - a < 0.05:
+                continue
+            out.append(Utterance(
+                "other", round(a, 3), round(b, 3), "", channel=CHANNEL_NAMES.index(lab) if stereo else None,
+                cluster=None if stereo else lab, transcribed=False,
+            ))
+    return out
+
+
+def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channel: str = "auto",
+                 speech_probs=None) -> tuple[list[Utterance], list, dict]:
+    """The speakers stage: turns from the audio, words attached, roles; returns ``(utterances, turns, roles)``.
+
+    ``diarizer.diarize(audio, vad)`` says who spoke when (overlap allowed); ``speech_probs``
+    are the per-channel Silero probabilities (the mono array is passed on for 1-channel audio).
+    Every stretch of a turn no word covers becomes an untranscribed utterance, so the
+    utterances cover all the speech the turns hold.
+    """
+    from speechpipe.records import Turn
+    from speechpipe.speakers.base import CHANNEL_NAMES
+    from speechpipe.speakers.roles import decide_roles
+
+    stereo = audio.channels == 2
+    vad = speech_probs
+    if speech_probs is not None and not stereo and len(speech_probs) == 1:
+        vad = speech_probs[0]
+    ann = diarizer.diarize(audio, vad)
+    from speechpipe.speakers.turns import split_turn_heads
+
+    ann = split_turn_heads(ann, audio)
+    if stereo:
+        from speechpipe.speakers.stereo import drop_crosstalk, level_difference
+
+        utterances = drop_crosstalk(utterances, level_difference(audio))
+    utts = attach_words(ann, utterances, stereo)
+    mapping, roles = decide_roles(ann, utts, stereo, counsellor_channel, getattr(diarizer, "name", ""))
+    utts += untranscribed(ann, utts, stereo)
+    for u in utts:
+        lab = label_of(u)
+        u.speaker = mapping.get(lab, "other") if lab is not None else "other"
+    utts.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
+    turns = [Turn(mapping.get(lab, "other"), round(s.start, 3), round(s.end, 3),
+                  channel=CHANNEL_NAMES.index(lab) if stereo and lab in CHANNEL_NAMES else None,
+                  cluster=None if stereo else str(lab))
+             for s, _, lab in ann.itertracks(yield_label=True)]
+    turns.sort(key=lambda t: (t.start, t.end))
+    return utts, turns, roles

@@ -17,16 +17,15 @@ class DiarizationError(Exception):
 
 
 class Diarizer(Protocol):
-    """Who spoke when. ``assign`` also puts ASR utterances on speakers and roles."""
+    """Who spoke when, from the audio alone. Words, turns and roles are the pipeline's
+    (:func:`speechpipe.speakers.assign.assign_words`), written once for every diariser."""
 
     name: str
 
     def diarize(self, audio, speech_probs=None) -> Annotation:
-        """Speaker turns of the audio alone (labels are anonymous clusters or channels)."""
-        ...
-
-    def assign(self, audio: AudioData, utterances: list, counsellor_channel: str = "auto", speech_probs=None):
-        """``(utterances split and labelled with roles, roles record)``."""
+        """Speaker turns (overlap allowed; labels are anonymous clusters, or ``left``/``right``
+        channels for stereo). ``speech_probs``: Silero probabilities already computed (the mono
+        array, or one per channel for stereo), or None to compute them."""
         ...
 
 

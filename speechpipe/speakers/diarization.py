@@ -16,10 +16,10 @@ Three diarisers behind one interface (:func:`build_diarizer`):
   short backchannels survive.
 - :class:`PyannoteDiarizer` — a local pyannote.audio pipeline directory.
 
-Every diariser has ``diarize(audio) -> pyannote.core.Annotation`` (audio
-alone, for DER evaluation) and ``assign(audio, utterances, ...)`` which puts
-ASR words on speakers by time overlap, splits utterances at speaker changes
-and maps labels to roles (:mod:`speechpipe.speakers.roles`).
+Every diariser has ``diarize(audio, speech_probs=None) -> pyannote.core.Annotation``
+(audio alone). The pipeline turns that into ``Turn`` records, puts ASR words on them
+by time overlap, splits utterances at speaker changes, keeps untranscribed speech and
+maps labels to roles, once for all diarisers (:func:`speechpipe.speakers.assign.assign_words`).
 
 Examples
 --------
@@ -75,7 +75,11 @@ class AutoDiarizer:
         return self._pick(audio).diarize(audio, speech_probs=speech_probs)
 
     def assign(self, audio, utterances, counsellor_channel="auto", speech_probs=None):
-        return self._pick(audio).assign(audio, utterances, counsellor_channel, speech_probs=speech_probs)
+        """Old entry point, kept for callers: the pipeline's shared word and role step."""
+        from speechpipe.speakers.assign import assign_words
+
+        utts, _, roles = assign_words(self, audio, utterances, counsellor_channel, speech_probs)
+        return utts, roles
 
 
 def build_diarizer(config) -> AutoDiarizer | StereoDiarizer | EmbeddedDiarizer | PyannoteDiarizer:

@@ -16,7 +16,7 @@ from speechpipe.audio.vad import (
     tight_speech_regions,
 )
 from speechpipe.records import AudioData, Utterance
-from speechpipe.speakers.assign import _regions_to_annotation, assign_mono
+from speechpipe.speakers.assign import _regions_to_annotation
 from speechpipe.speakers.base import as_audio
 
 
@@ -270,8 +270,8 @@ class EmbeddedDiarizer:
 
     def assign(self, audio: AudioData, utterances: list[Utterance], counsellor_channel: str = "auto",
                speech_probs=None):
-        probs = None
-        if speech_probs is not None and len(speech_probs) == 1:
-            probs = speech_probs[0]
-        ann = self.diarize(audio, speech_probs=probs)
-        return assign_mono(ann, utterances, self.name)
+        """Old entry point, kept for callers: the pipeline's shared word and role step on this diariser."""
+        from speechpipe.speakers.assign import assign_words
+
+        utts, _, roles = assign_words(self, audio, utterances, counsellor_channel, speech_probs)
+        return utts, roles

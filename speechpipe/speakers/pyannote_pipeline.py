@@ -8,7 +8,6 @@ from pathlib import Path
 from pyannote.core import Annotation
 
 from speechpipe.records import SAMPLE_RATE, AudioData, Utterance
-from speechpipe.speakers.assign import assign_mono
 from speechpipe.speakers.base import DiarizationError, as_audio
 
 
@@ -48,4 +47,8 @@ class PyannoteDiarizer:
 
     def assign(self, audio: AudioData, utterances: list[Utterance], counsellor_channel: str = "auto",
                speech_probs=None):
-        return assign_mono(self.diarize(audio), utterances, self.name)
+        """Old entry point, kept for callers: the pipeline's shared word and role step on this diariser."""
+        from speechpipe.speakers.assign import assign_words
+
+        utts, _, roles = assign_words(self, audio, utterances, counsellor_channel, speech_probs)
+        return utts, roles

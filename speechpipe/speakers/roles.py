@@ -170,3 +170,29 @@ def assign_roles(diarization: Annotation, turns: list[tuple[str, float, float, s
     evidence = {"cues": cues, "votes": votes, "scores": {k: round(s, 3) for k, s in scores.items()},
                 "weights": WEIGHTS}
     return RoleDecision(roles, chosen, round(confidence, 3), evidence)
+
+
+def decide_roles(diarization: Annotation, utterances, stereo: bool, counsellor_channel: str = "auto",
+                 method: str = "") -> tuple[dict[str, str], dict]:
+    """Roles of a call's labels, from the turns (timing cues) and the transcribed utterances (text cues).
+
+    Returns ``(label -> role, roles record for the call JSON)``. Stereo labels are the
+    channel names; ``counsellor_channel`` ``left``/``right`` forces the counsellor's.
+    """
+    from speechpipe.speakers.assign import label_of
+    from speechpipe.speakers.base import CHANNEL_NAMES
+
+    turns = [(label_of(u), u.start or 0.0, u.end or 0.0, u.text) for u in utterances
+             if label_of(u) is not None and u.transcribed]
+    if not stereo:
+        d = assign_roles(diarization, turns)
+        return dict(d.roles), {"method": method, "counsellor": d.counsellor, "confidence": d.confidence,
+                               "clusters": d.roles, "evidence": d.evidence}
+    forced = counsellor_channel if counsellor_channel in CHANNEL_NAMES else None
+    d = assign_roles(diarization, turns, counsellor=forced)
+    if d.counsellor is None:  # silent call: fall back to left
+        d.roles, d.counsellor = {"left": "counsellor", "right": "caller"}, "left"
+    d.roles.setdefault("left", "caller" if d.counsellor == "right" else "counsellor")
+    d.roles.setdefault("right", "caller" if d.counsellor == "left" else "counsellor")
+    return dict(d.roles), {"method": "stereo-" + ("forced" if forced else "auto"), "counsellor": d.counsellor,
+                           "confidence": d.confidence, "evidence": d.evidence}
