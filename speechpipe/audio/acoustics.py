@@ -193,3 +193,22 @@ def detect_breaths(
 
 # ---------------------------------------------------------------------------
 # Intonation
+
+
+def frame_levels_db(x: np.ndarray, frame: int = 512) -> np.ndarray:
+    """RMS level in dB per ``frame`` samples (512 at 16 kHz: aligned with the Silero frames).
+
+    Examples
+    --------
+    >>> frame_levels_db(np.full(1024, 0.1, np.float32)).round(1).tolist()
+    [-20.0, -20.0]
+    """
+    x = np.pad(np.asarray(x, np.float32), (0, (-len(x)) % frame)).reshape(-1, frame)
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-10)
+
+
+def level_difference(audio) -> np.ndarray:
+    """Left minus right level (dB) per Silero frame of two-channel :class:`~speechpipe.records.AudioData`."""
+    levels = [frame_levels_db(audio.samples[c]) for c in range(2)]
+    n = min(len(levels[0]), len(levels[1]))
+    return levels[0][:n] - levels[1][:n]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from speechpipe.records import Utterance, Word
+from speechpipe.audio.vad import FRAME
+from speechpipe.records import SAMPLE_RATE, Utterance, Word
+from speechpipe.speakers.base import label_of  # noqa: F401  (part of this module's API)
 from speechpipe.speakers.roles import assign_roles
 
 
@@ -167,13 +169,6 @@ def attach_words(ann: Annotation, utterances: list[Utterance], stereo: bool) -> 
     return out
 
 
-def label_of(u: Utterance) -> str | None:
-    """The diarisation label an utterance hangs on: its channel name (stereo) or cluster (mono)."""
-    from speechpipe.speakers.base import CHANNEL_NAMES
-
-    return CHANNEL_NAMES[u.channel] if u.channel is not None else u.cluster
-
-
 def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
                   min_partial_s: float = UNCOVERED_MIN_S) -> list[Utterance]:
     """Utterances (empty text, ``transcribed=False``) for the speech of each turn no utterance covers.
@@ -240,7 +235,7 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
 
     ann = split_turn_heads(ann, audio)
     if stereo:
-        from speechpipe.speakers.stereo import drop_crosstalk, level_difference
+        from speechpipe.audio.acoustics import level_difference
 
         utterances = drop_crosstalk(utterances, level_difference(audio))
     utts = attach_words(ann, utterances, stereo)
@@ -256,3 +251,30 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
              for s, _, lab in ann.itertracks(yield_label=True)]
     turns.sort(key=lambda t: (t.start, t.end))
     return utts, turns, roles
+
+
+def drop_crosstalk(utterances: list[Utterance], diff: np.ndarray, crosstalk_db: float = 12.0) -> list[Utterance]:
+    """Drop words whose span is dominated by the other channel (its leak), and utterances left empty."""
+    fs = FRAME / SAMPLE_RATE
+    out = []
+    for u in utterances:
+        if u.channel is None:
+            out.append(u)
+            continue
+        sign = 1.0 if u.channel == 0 else -1.0
+
+        def own(s, e, sign=sign):
+            a, b = int(s / fs), max(int(s / fs) + 1, int(np.ceil(e / fs)))
+            d = diff[a:b] * sign
+            return d.size == 0 or np.median(d) > -crosstalk_db
+
+        if u.words:
+            words = [w for w in u.words if own(w.start, w.end)]
+            if not words:
+                continue
+            if len(words) != len(u.words):
+                u = _copy_utt(u, words, " ".join(w.text for w in words), u.cluster, words[0].start, words[-1].end)
+            out.append(u)
+        elif own(u.start or 0.0, u.end or 0.0):
+            out.append(u)
+    return out

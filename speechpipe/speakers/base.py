@@ -35,3 +35,8 @@ def as_audio(audio) -> AudioData:
         return audio
     x = np.asarray(audio, dtype=np.float32)
     return AudioData(path="<array>", samples=x[None, :] if x.ndim == 1 else x, orig_sample_rate=SAMPLE_RATE)
+
+
+def label_of(u) -> str | None:
+    """The diarisation label an utterance hangs on: its channel name (stereo) or cluster (mono)."""
+    return CHANNEL_NAMES[u.channel] if u.channel is not None else u.cluster

@@ -179,8 +179,7 @@ def decide_roles(diarization: Annotation, utterances, stereo: bool, counsellor_c
     Returns ``(label -> role, roles record for the call JSON)``. Stereo labels are the
     channel names; ``counsellor_channel`` ``left``/``right`` forces the counsellor's.
     """
-    from speechpipe.speakers.assign import label_of
-    from speechpipe.speakers.base import CHANNEL_NAMES
+    from speechpipe.speakers.base import CHANNEL_NAMES, label_of
 
     turns = [(label_of(u), u.start or 0.0, u.end or 0.0, u.text) for u in utterances
              if label_of(u) is not None and u.transcribed]

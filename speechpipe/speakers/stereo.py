@@ -8,22 +8,11 @@ from pathlib import Path
 import numpy as np
 from pyannote.core import Annotation
 
+from speechpipe.audio.acoustics import frame_levels_db, level_difference  # noqa: F401  (re-exported)
 from speechpipe.audio.vad import FRAME, probabilities_to_regions, speech_probabilities
 from speechpipe.records import SAMPLE_RATE, AudioData, Utterance
-from speechpipe.speakers.assign import _copy_utt, _regions_to_annotation
+from speechpipe.speakers.assign import _regions_to_annotation, drop_crosstalk
 from speechpipe.speakers.base import CHANNEL_NAMES, DiarizationError, as_audio
-
-
-def frame_levels_db(x: np.ndarray, frame: int = FRAME) -> np.ndarray:
-    """RMS level in dB per ``frame`` samples (aligned with the Silero frames).
-
-    Examples
-    --------
-    >>> frame_levels_db(np.full(1024, 0.1, np.float32)).round(1).tolist()
-    [-20.0, -20.0]
-    """
-    x = np.pad(np.asarray(x, np.float32), (0, (-len(x)) % frame)).reshape(-1, frame)
-    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-10)
 
 
 @dataclass
@@ -147,37 +136,3 @@ def _union(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[t
         else:
             out.append([s, e])
     return [(s, e) for s, e in out]
-
-
-def level_difference(audio: AudioData) -> np.ndarray:
-    """Left minus right level (dB) per Silero frame."""
-    levels = [frame_levels_db(audio.samples[c]) for c in range(2)]
-    n = min(len(levels[0]), len(levels[1]))
-    return levels[0][:n] - levels[1][:n]
-
-
-def drop_crosstalk(utterances: list[Utterance], diff: np.ndarray, crosstalk_db: float = 12.0) -> list[Utterance]:
-    """Drop words whose span is dominated by the other channel (its leak), and utterances left empty."""
-    fs = FRAME / SAMPLE_RATE
-    out = []
-    for u in utterances:
-        if u.channel is None:
-            out.append(u)
-            continue
-        sign = 1.0 if u.channel == 0 else -1.0
-
-        def own(s, e, sign=sign):
-            a, b = int(s / fs), max(int(s / fs) + 1, int(np.ceil(e / fs)))
-            d = diff[a:b] * sign
-            return d.size == 0 or np.median(d) > -crosstalk_db
-
-        if u.words:
-            words = [w for w in u.words if own(w.start, w.end)]
-            if not words:
-                continue
-            if len(words) != len(u.words):
-                u = _copy_utt(u, words, " ".join(w.text for w in words), u.cluster, words[0].start, words[-1].end)
-            out.append(u)
-        elif own(u.start or 0.0, u.end or 0.0):
-            out.append(u)
-    return out

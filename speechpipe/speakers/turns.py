@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import Annotation, Segment
 
+from speechpipe.audio.acoustics import frame_levels_db
 from speechpipe.audio.vad import FRAME_S
 from speechpipe.speakers.base import CHANNEL_NAMES
-from speechpipe.speakers.stereo import frame_levels_db
 
 HEAD_MIN_S, HEAD_MAX_S = 0.15, 1.3  # the head: as long as a minimal response
 PAUSE_MIN_S = 0.12  # a quiet run at least this long ends it (4 Silero frames)

@@ -19,7 +19,7 @@ Two paths give identical labels (tested):
 * :meth:`Tagger.tag_calls` — vectorised over a batch of calls: text features once
   per unique text, scores as matrix products, batched Viterbi (numpy, or torch
   with ``backend="torch"``, also on GPU);
-* :meth:`Tagger.tag_call_reference` — plain per-utterance Python, to read and to test against.
+* ``tests/oracles.py::tag_call_reference`` — plain per-utterance Python, to read and to test against.
 
 Examples
 --------
@@ -45,12 +45,24 @@ import numpy as np
 from scipy.special import expit
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.arrays import (TextEvidence, _call_chunks, _log_softmax, _stack_fill,  # noqa: F401 (re-exported)
-                                       distinct_rows)
-from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, SPK, Batch, FeatureSpace, encode_calls,
-                                         reopen_stack_cols, stack_index, stack_names, stack_ref)
-from speechpipe.tagging.phases import (PHASES, funnel_probability, reopen_free, viterbi_batch, viterbi_batch_torch,
-                                       viterbi_reference)
+from speechpipe.tagging.arrays import TextEvidence, _call_chunks, _log_softmax, _stack_fill, distinct_rows  # noqa: F401 (re-exported)
+from speechpipe.tagging.features import (
+    REOPEN_NAMES,
+    REOPEN_STACK,
+    SPK,
+    Batch,
+    FeatureSpace,
+    encode_calls,
+    reopen_stack_cols,
+    stack_index,
+    stack_names,
+)
+from speechpipe.tagging.phases import (
+    funnel_probability,
+    reopen_free,
+    viterbi_batch,
+    viterbi_batch_torch,
+)
 from speechpipe.tagging.summary import BIG, call_measures, summarise_batch, summarise_reference  # noqa: F401 (re-exported)
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -293,85 +305,6 @@ class Tagger:
             ok[:, BC] &= aux["all_min"]
         return ok
 
-    def tag_call_reference(self, utterances) -> dict:
-        """Per-utterance reference implementation (same labels as :meth:`tag_calls`)."""
-        speakers = [SPK.index(u.speaker) if u.speaker in SPK[:3] else 3 for u in utterances]
-        rises = [u.intonation == "rise" for u in utterances]
-        feats = [self.fs.text_features_ref(u.text or "") for u in utterances]
-        auxes = [f[1] for f in feats]
-        ctxs = [self.fs.context_ref(speakers, rises, auxes, i) for i in range(len(utterances))]
-        if self.stacked:  # first pass: act probabilities, then this and neighbouring ones as features
-            P1 = []
-            for i in range(len(utterances)):
-                cols, ctx = feats[i][0], ctxs[i]
-                p = []
-                for k in range(NA):
-                    s = sum(self.W1_text[c, k] for c in cols) + sum(v * self.W1_ctx[j, k] for j, v in enumerate(ctx) if v)
-                    ok = self.roles[speakers[i], k] and auxes[i]["n_tokens"] > 0
-                    p.append(1.0 / (1.0 + math.exp(-min(max(s + self.b1[k], -30.0), 30.0))) if ok else 0.0)
-                P1.append(p)
-            ctxs = [ctx + stack_ref(speakers, P1, i) for i, ctx in enumerate(ctxs)]
-        ems, all_logits = [], []
-        e0 = self.fs.n_text - self.fs.emb_dim
-        for i in range(len(utterances)):
-            cols, aux = feats[i]
-            ctx = ctxs[i]
-            logits, text = [], []
-            for k in range(NA + 4):
-                s = sum(self.W_text[c, k] for c in cols)
-                if self.fs.emb_dim:
-                    s += float(aux["emb"] @ self.W_text[e0:, k])
-                text.append(s)
-                s += sum(v * self.W_ctx[j, k] for j, v in enumerate(ctx) if v)
-                logits.append(s + self.bias[k])
-            all_logits.append((logits, cols, ctx, text))
-            ph = logits[NA:]
-            m = max(ph)
-            lse = m + math.log(sum(math.exp(x - m) for x in ph))
-            ems.append([x - lse for x in ph])
-        reo = None
-        if self.W_reopen is not None:
-            w, b0 = self.W_reopen[:-1].tolist(), float(self.W_reopen[-1])
-            reo = []
-            for i in range(len(utterances)):
-                row = self.fs.reopen_ref(speakers, auxes, i)
-                if self.stacked:
-                    row += [ctxs[i][self.fs.n_ctx + c] for c in self._reo_cols]
-                r = sum(v * wj for v, wj in zip(row, w)) + b0
-                r = min(max(r, -30.0), 30.0)
-                reo.append((-math.log1p(math.exp(-r)), -math.log1p(math.exp(r))))
-        path = viterbi_reference(ems, self.logA.tolist(), self.logpi.tolist(), reo)
-        acoustic = [bool(u.prosody.get(ACOUSTIC_BC)) for u in utterances]
-        for i, (u, s) in enumerate(zip(utterances, path)):
-            u.phase = PHASES[s]
-            logits, cols, ctx, text = all_logits[i]
-            pa = self.W_pa[s + 4 * (speakers[i] != 0)]
-            logits = [logits[k] + pa[k] for k in range(NA)]
-            ok = [bool(self.roles[speakers[i], k]) for k in range(NA)]
-            if self.gate is not None:
-                ok = [o and text[k] > self.gate[k] for k, o in enumerate(ok)]
-            if self.lexical:
-                ok[GR] = ok[GR] and bool(auxes[i]["fam"][self.fs.fam_col["greeting"]])
-                ok[BC] = ok[BC] and bool(auxes[i]["all_min"])
-            ok[BC] = ok[BC] or (acoustic[i] and bool(self.roles[speakers[i], BC]))
-            acts = [a for k, a in enumerate(ACTS) if ok[k] and logits[k] > self.thr_logit[k]]
-            if auxes[i]["n_tokens"] == 0:
-                acts = ["backchannel"] if acoustic[i] and ok[BC] else []
-            if "backchannel" in acts:
-                others = [logits[ACTS.index(a)] for a in acts if a != "backchannel"]
-                acts = ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
-            if "what_more" in acts and "closed_question" in acts:
-                acts.remove("closed_question")
-            u.acts = acts
-            u.evidence = {a: self._evidence_ref(cols, ctx, ACTS.index(a)) for a in acts}
-            if acoustic[i] and acts == ["backchannel"] and not auxes[i]["all_min"]:
-                u.evidence = {"backchannel": "acoustic:short_turn"}
-            u.act_confidence = {a: round(1.0 / (1.0 + math.exp(-(self.cal_a[k] * logits[k] + self.cal_b[k]))), 3)
-                                for k, a in enumerate(ACTS) if a in acts}
-        p_fun = funnel_probability(np.array(ems).reshape(-1, 4), np.array([0, len(ems)]), self.logA, self.logpi,
-                                   None if reo is None else np.array(reo).reshape(-1, 2))
-        return summarise_reference(utterances, float(p_fun[0]))
-
     # ------------------------------------------------------------------ internals
     def act_probs(self, b: Batch) -> np.ndarray:
         """``(N, 17)`` act probabilities of a first-pass (unstacked) model, as used for stacking."""
@@ -510,23 +443,6 @@ class Tagger:
             m = (cols == BC) & ac[rows] & ~aux["all_min"][b.text_code[rows]]
             ev[m] = self._acoustic_ev
         return ev
-
-    def _evidence_ref(self, cols: list[int], ctx: list[float], a: int) -> str:
-        nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
-        best, arg = 0.0, None
-        for c in cols:
-            if c < nv:
-                w, name = self.W_ev[c, a], self.ev_names[c]
-            elif nv + nf <= c < self.fs.n_ev:
-                w, name = self.W_text[c, a], self.ev_names[c - nf]
-            else:
-                continue
-            if w > best:
-                best, arg = w, name
-        if arg is not None:
-            return arg
-        contrib = [v * self.W_ctx[j, a] for j, v in enumerate(ctx)]
-        return "context:" + self.ctx_names[int(np.argmax(contrib))]
 
     def distinct_rows(self, out: dict) -> tuple[np.ndarray, list, list, list]:
         """:func:`~speechpipe.tagging.arrays.distinct_rows` with this model's evidence names."""

@@ -29,12 +29,26 @@ import numpy as np
 import scipy.sparse as sp
 
 from speechpipe.records import ACTS, Utterance
-from speechpipe.tagging.features import (REOPEN_NAMES, REOPEN_STACK, TEXT_EXTRA, FeatureSpace, encode_calls,
-                                         reopen_stack_cols, stack_block)
+from speechpipe.tagging.features import (
+    REOPEN_NAMES,
+    REOPEN_STACK,
+    TEXT_EXTRA,
+    FeatureSpace,
+    encode_calls,
+    reopen_stack_cols,
+    stack_block,
+)
 from speechpipe.tagging.phases import PHASES, transition_matrix
 from speechpipe.tagging.tagger import COUNSELLOR_ACTS, MODEL_DIR, MODEL_STEM, NA, Tagger
-from speechpipe.tagging.text import (BRACKETS, CUE_FAMILIES, FAMILY_PAIRS, ngrams, normalise_tokens, text_char_grams,
-                                     word_features)
+from speechpipe.tagging.text import (
+    BRACKETS,
+    CUE_FAMILIES,
+    FAMILY_PAIRS,
+    ngrams,
+    normalise_tokens,
+    text_char_grams,
+    word_features,
+)
 
 VARIANTS = {"ok": "okei", "ikke": "ikkje", "jeg": "æ", "hva": "ka", "hvordan": "åssen", "mm": "mhm", "hvor": "kor"}
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.tagger import NA, role_mask
 from speechpipe.tagging.features import encode_calls
+from speechpipe.tagging.tagger import NA, role_mask
 from speechpipe.tagging.train import Utterance, asr_copy, fit, load_gold_dir, save, score, tag_gold
 
 BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
