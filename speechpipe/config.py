@@ -15,7 +15,7 @@ from speechpipe.asr.whisper import ASRConfig
 from speechpipe.prosody.analyzer import ProsodyConfig
 from speechpipe.speakers.embedded import EmbeddedConfig
 
-DiarizerKind = Literal["auto", "stereo", "embedded", "pyannote"]
+DiarizerKind = Literal["auto", "stereo", "neural", "embedded", "pyannote"]
 CounsellorChannel = Literal["left", "right", "auto"]
 DIARIZERS: tuple[str, ...] = get_args(DiarizerKind)
 COUNSELLOR_CHANNELS: tuple[str, ...] = get_args(CounsellorChannel)
@@ -44,7 +44,7 @@ class PipelineConfig:
     >>> PipelineConfig(diarizer="magic")
     Traceback (most recent call last):
     ...
-    speechpipe.config.ConfigError: diarizer must be one of auto, stereo, embedded, pyannote (got 'magic')
+    speechpipe.config.ConfigError: diarizer must be one of auto, stereo, neural, embedded, pyannote (got 'magic')
     """
 
     asr: ASRConfig = field(default_factory=ASRConfig)

@@ -10,7 +10,7 @@ from pyannote.core import Annotation
 
 from speechpipe.audio.vad import FRAME, probabilities_to_regions, speech_probabilities
 from speechpipe.records import SAMPLE_RATE, AudioData, Utterance
-from speechpipe.speakers.assign import _copy_utt, _regions_to_annotation, _turns
+from speechpipe.speakers.assign import _copy_utt, _regions_to_annotation, _turns, split_by_speaker
 from speechpipe.speakers.base import CHANNEL_NAMES, DiarizationError, as_audio
 from speechpipe.speakers.roles import assign_roles
 
@@ -35,6 +35,8 @@ class StereoConfig:
     pad_s: float = 0.1
     # a channel more than this far below the other in a frame only hears the other's leak
     crosstalk_db: float = 12.0
+    # a second voice on one channel (a relative on the caller's phone): speakers/channel_voices.py
+    split_voices: bool = True
 
 
 class StereoDiarizer:
@@ -42,8 +44,19 @@ class StereoDiarizer:
 
     name = "stereo-channels"
 
-    def __init__(self, config: StereoConfig | None = None):
+    def __init__(self, config: StereoConfig | None = None, device: str = "auto"):
         self.config = config or StereoConfig()
+        self.device = device
+        self._neural = None
+        self.voices: list[dict] = []  # what the last diarize() measured per channel
+
+    @property
+    def neural(self):
+        if self._neural is None:
+            from speechpipe.speakers.neural import NeuralDiarizer
+
+            self._neural = NeuralDiarizer(device=self.device)
+        return self._neural
 
     def _own_speech(self, audio: AudioData, speech_probs=None) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-channel frame masks of the channel's *own* speech, and the level difference (dB)."""
@@ -66,12 +79,20 @@ class StereoDiarizer:
         if audio.channels != 2:
             raise DiarizationError(f"{audio.path}: stereo diarisation needs 2 channels, got {audio.channels}")
         cfg = self.config
-        masks, _ = self._own_speech(audio, speech_probs)
+        masks, diff = self._own_speech(audio, speech_probs)
         ann = Annotation(uri=Path(audio.path).stem)
+        self.voices = []
         for c in range(2):
             regions = probabilities_to_regions(masks[c], cfg.vad_threshold, cfg.min_silence_s, 0.1, cfg.pad_s,
                                                audio.duration)
-            _regions_to_annotation(regions, CHANNEL_NAMES[c], ann)
+            part = _regions_to_annotation(regions, CHANNEL_NAMES[c], Annotation(uri=ann.uri))
+            if cfg.split_voices:
+                from speechpipe.speakers.channel_voices import split_channel
+
+                own = (diff if c == 0 else -diff) > -cfg.crosstalk_db
+                part, info = split_channel(self.neural, audio.samples[c], own, FRAME, CHANNEL_NAMES[c], part)
+                self.voices.append(info)
+            ann.update(part, copy=False)
         return ann
 
     def drop_crosstalk(self, audio: AudioData, utterances: list[Utterance], diff: np.ndarray) -> list[Utterance]:
@@ -106,17 +127,36 @@ class StereoDiarizer:
         masks, diff = self._own_speech(audio, speech_probs)
         ann = self.diarize(audio, speech_probs=masks)  # masks are already crosstalk-free
         utterances = self.drop_crosstalk(audio, utterances, diff)
+        extra = [lab for lab in ann.labels() if lab not in CHANNEL_NAMES]
+        if extra:  # a channel holds a second voice: its words go to whichever voice speaks them
+            utterances = self._split_extra(utterances, ann)
+            ann = ann.subset(CHANNEL_NAMES)
         forced = counsellor_channel if counsellor_channel in CHANNEL_NAMES else None
-        decision = assign_roles(ann, _turns(utterances, lambda u: CHANNEL_NAMES[u.channel] if u.channel is not None else None),
-                                counsellor=forced)
+
+        def party(u):
+            return CHANNEL_NAMES[u.channel] if u.channel is not None and u.cluster not in extra else None
+
+        decision = assign_roles(ann, _turns(utterances, party), counsellor=forced)
         if decision.counsellor is None:  # silent call: fall back to left
             decision.roles = {"left": "counsellor", "right": "caller"}
             decision.counsellor = "left"
         decision.roles.setdefault("left", "caller" if decision.counsellor == "right" else "counsellor")
         decision.roles.setdefault("right", "caller" if decision.counsellor == "left" else "counsellor")
         for u in utterances:
-            u.speaker = decision.roles[CHANNEL_NAMES[u.channel]] if u.channel is not None else "other"
+            u.speaker = decision.roles[party(u)] if party(u) is not None else "other"
         utterances.sort(key=lambda u: ((u.start or 0.0), (u.end or 0.0)))
         roles = {"method": "stereo-" + ("forced" if forced else "auto"), "counsellor": decision.counsellor,
                  "confidence": decision.confidence, "evidence": decision.evidence}
+        if extra:
+            roles["extra_voices"] = extra
         return utterances, roles
+
+    @staticmethod
+    def _split_extra(utterances: list[Utterance], ann: Annotation) -> list[Utterance]:
+        """Split each channel's utterances between that channel's voices (``cluster``: the voice label)."""
+        out = []
+        for c, name in enumerate(CHANNEL_NAMES):
+            mine = [u for u in utterances if u.channel == c]
+            labels = [lab for lab in ann.labels() if lab == name or lab.startswith(name + "+")]
+            out += split_by_speaker(mine, ann.subset(labels)) if len(labels) > 1 and mine else mine
+        return out + [u for u in utterances if u.channel is None]
