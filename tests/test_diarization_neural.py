@@ -39,12 +39,15 @@ def neural_diarized(shared, neural):
     return get
 
 
-# per-file DER (collar 0.25) measured with the defaults, see README; bars leave room for thread-count noise
+# per-file DER (collar 0.25) measured with the defaults (README): dev00 15.5 % (segmentation-3.0 hears MEE012's
+# short turns at 18-30 s as MEE009), sample 2.2 %, rcdev-01 16.6 % (11 % false alarm: the model keeps 0.5-0.6 s
+# pauses that the reference leaves out), rcdev-01.tel 24.2 % (21 % missed: pauses the reference counts as
+# speech are silent in the telephone band). Bars leave room for thread-count noise.
 REAL_BARS = {
-    "real/dev00.wav": 0.25,
+    "real/dev00.wav": 0.20,
     "real/sample.wav": 0.05,
     "realconv/rcdev-01.wav": 0.20,
-    "realconv/rcdev-01.tel.wav": 0.27,
+    "realconv/rcdev-01.tel.wav": 0.28,
 }
 
 
@@ -83,7 +86,7 @@ def test_neural_sim_call_der_and_roles(shared, neural, neural_diarized):
     sim = shared / "audio/sim-calls"
     audio, hyp, excl = neural_diarized("sim-calls/dev-016.mono.wav")
     ref = reference(sim / "dev-016.rttm")
-    assert der(ref, hyp) < 0.05
+    assert der(ref, hyp) < 0.03  # measured 0.003
     _, utts = ref_utterances(sim / "dev-016.ref.json", channel=False, with_text=True)
     out, roles = _assign_mono(hyp, utts, neural.name, words_on=excl)
     assert roles["counsellor"] == "SPEAKER_00" and roles["confidence"] > 0.5
@@ -98,7 +101,7 @@ def test_neural_finds_the_third_voice_of_dev014(shared, neural, neural_diarized)
     ref = reference(sim / "dev-014.rttm")
     _, hyp, _ = neural_diarized("sim-calls/dev-014.mono.wav")
     assert len(hyp.labels()) == 3
-    assert der(ref, hyp) < 0.10
+    assert der(ref, hyp) < 0.08  # measured 0.045 (0.18 when the third voice was merged with the caller)
     out, roles = _assign_mono(hyp, [Utterance("unknown", s.start, s.end, "") for s in hyp.itersegments()], neural.name)
     assert sorted(roles["clusters"].values()) == ["caller", "counsellor", "other"]
     assert role_time_accuracy(ref, out, only="other") > 0.8

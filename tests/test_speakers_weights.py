@@ -46,3 +46,28 @@ def test_installed_weights_verify_and_load():
 
     emb = CampplusEmbedder(device="cpu").embed([np.zeros(100, np.float32), 0.1 * np.ones(16000, np.float32)])
     assert emb.shape == (2, 192) and np.isnan(emb[0]).all() and abs(np.linalg.norm(emb[1]) - 1) < 1e-5
+
+
+def test_batched_embeddings_equal_one_at_a_time(shared):
+    """The batched path (what CUDA runs with 64 segments a batch) gives the embeddings of one-at-a-time."""
+    import numpy as np
+
+    from speechpipe.audio import load_audio
+    from speechpipe.speakers.campplus import CampplusEmbedder
+
+    try:
+        one, many = CampplusEmbedder(batch_size=1), CampplusEmbedder(batch_size=64)
+    except WeightsError as e:
+        pytest.skip(str(e))
+    x = load_audio(shared / "audio/realconv/rcdev-01.wav").mono
+    segs = [x[i * 16000 : i * 16000 + 24000] for i in range(8)]  # equal lengths: nothing trimmed
+    a, b = one.embed(segs), many.embed(segs)
+    assert np.abs(a - b).max() < 1e-4
+    # a different speaker is further away than the same speaker a few seconds later (rcdev-01.rttm)
+    s = (
+        x[int(0.5 * 16000) : int(3.5 * 16000)],
+        x[int(1.5 * 16000) : int(4.5 * 16000)],
+        x[int(10 * 16000) : int(13 * 16000)],
+    )
+    e = one.embed(list(s))
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.2
