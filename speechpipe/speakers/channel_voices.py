@@ -4,8 +4,11 @@ Detection rule, per channel: the channel's own speech (the other party's leak si
 more than ``crosstalk_db`` below the other channel) goes through the same mono diariser
 (:class:`speechpipe.speakers.neural.NeuralDiarizer`); its clustering threshold decides whether
 two voices differ. A second voice is kept only when it holds at least ``min_voice_s`` seconds
-and ``min_share`` of the channel's speech, so a cough, a laugh or a short burst of line noise
-that the clustering sets apart cannot split a channel. The main voice keeps the channel's
+and ``min_share`` of the channel's speech, and holds its own stretch of the call (the two voices
+told apart by time alone, :func:`speechpipe.speakers.embedded.time_separation` >= ``min_auc``, the
+mono third-voice rule): breaths, leaks and noise that the clustering sets apart come and go all
+through the call and cannot split a channel (measured: a plain sim caller channel was split without it).
+The main voice keeps the channel's
 label (``left``/``right``, so role mapping is unchanged); the extra one is ``left+1``/``right+1``
 and gets the role ``other``.
 """
@@ -25,6 +28,7 @@ class ChannelVoicesConfig:
     min_voice_s: float = 8.0
     min_share: float = 0.1
     min_channel_s: float = 20.0  # channels with less speech are not searched (nothing to split, saves time)
+    min_auc: float = 0.8
 
 
 def extra_label(channel: str) -> str:
@@ -68,6 +72,12 @@ def split_channel(
     time = sorted(((hyp.label_duration(lab), lab) for lab in hyp.labels()), reverse=True)
     info["voices_s"] = [round(t, 1) for t, _ in time]
     if len(time) < 2 or time[1][0] < cfg.min_voice_s or time[1][0] < cfg.min_share * speech:
+        return channel_ann, info
+    from speechpipe.speakers.embedded import time_separation
+    from speechpipe.speakers.neural import _label_times
+
+    info["time_auc"] = round(time_separation(_label_times(hyp, time[0][1]), _label_times(hyp, time[1][1])), 3)
+    if info["time_auc"] < cfg.min_auc:
         return channel_ann, info
     # the second voice's time (where the main voice does not also speak) takes the extra label
     second = hyp.label_timeline(time[1][1]).support().extrude(hyp.label_timeline(time[0][1]).support())
