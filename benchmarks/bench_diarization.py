@@ -1,18 +1,19 @@
 """Diarisation: speed (real-time factor vs. the Silero VAD pass), DER, roles, memory on long calls.
 
-Speed: the embedded mono diariser (VAD + resemblyzer windows + clustering +
-Viterbi resegmentation) on a simulated call, against the Silero VAD pass
-alone on the same audio in the same run (the machine is shared and noisy;
-the ratio is what counts), plus its real-time factor.
+Speed: the default mono diariser (``neural``: pyannote segmentation-3.0 + CAM++,
+:mod:`speechpipe.speakers.neural`; ``--diarizer embedded`` for the previous one) on a
+simulated call, against the Silero VAD pass alone on the same audio in the same run (the
+machine is shared and noisy; the ratio is what counts), plus its real-time factor, with the
+threads the process has (``OMP_NUM_THREADS``; the CLI's bench sets 1).
 Accuracy (full run): DER with pyannote.metrics on the real two-speaker
 recordings and the 16 mono sim calls, at collar 0.25 (pyannote: total width,
 ±0.125 s) and 0.5 (±0.25 s, NIST md-eval's usual collar); role accuracy on
 the mono sim calls from timing alone (no transcript) = share of reference
 speech time given the right role; stereo role decision on the stereo calls.
-Memory: peak RSS of a child process diarising a long call built from the sim
-calls (10 min quick, 120 min full), minus the decoded audio itself.
+Memory: peak RSS of a child process diarising a 2-hour call built by concatenating the sim
+calls (full runs only), and its speed there.
 
-Run: ``.venv/bin/python -m benchmarks.bench_diarization [--quick]``
+Run: ``.venv/bin/python -m benchmarks.bench_diarization [--quick] [--diarizer neural|embedded]``
 """
 
 from __future__ import annotations
@@ -69,17 +70,25 @@ def _reset_peak() -> None:
         pass
 
 
-def _long_call(seconds: float) -> dict:
+def _mono_diarizer(kind: str):
+    from speechpipe.config import PipelineConfig
+    from speechpipe.speakers.diarization import build_diarizer
+
+    cfg = PipelineConfig(diarizer=kind)
+    cfg.asr.device = "auto"  # CUDA when present
+    return build_diarizer(cfg)
+
+
+def _long_call(seconds: float, kind: str = "neural") -> dict:
     """Child-process body: diarise a ``seconds``-long call, report time and memory."""
     from benchmarks import make_call_wav
     from speechpipe.audio import load_audio
     from speechpipe.records import AudioData
-    from speechpipe.speakers.diarization import EmbeddedDiarizer
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.wav"
         make_call_wav(seconds, path)
-        d = EmbeddedDiarizer()
+        d = _mono_diarizer(kind)
         audio = load_audio(path)
         d.diarize(AudioData("warm-up", audio.samples[:, : 60 * 16000], 16000))  # imports + model load
         base = _rss_mb()
@@ -94,17 +103,19 @@ def _long_call(seconds: float) -> dict:
             "audio_mb": round(seconds * 16000 * 4 / 2**20, 1)}
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, kind: str = "neural") -> dict:
     from speechpipe.audio import load_audio
     from speechpipe.audio.vad import speech_probabilities
     from speechpipe.speakers.assign import assign_mono as _assign_mono
-    from speechpipe.speakers.diarization import EmbeddedDiarizer, StereoDiarizer
+    from speechpipe.speakers.stereo import StereoConfig, StereoDiarizer
 
     root = shared_dir()
     if root is None:
         return {"skipped": "shared data not found"}
     out: dict = {"machine": machine()}
-    d = EmbeddedDiarizer()
+    d = _mono_diarizer(kind)
+    out["diarizer"] = d.name
+    out["device"] = getattr(d, "device", "cpu")
 
     # -- speed: one sim call, diariser vs its own VAD pass ------------------------------
     call = sim_calls(1, shortest=True)[0] if quick else root / "audio/sim-calls/dev-001.mono.wav"
@@ -173,7 +184,7 @@ def run(quick: bool = False) -> dict:
                       "speaker_count_ok": f"{sum(a == b for a, b in (r['speakers'].split('/') for r in rows))}/{len(rows)}"}
 
     # -- stereo roles ----------------------------------------------------------------
-    st = StereoDiarizer()
+    st = StereoDiarizer(StereoConfig(split_voices=False))  # roles from the channels alone (no second-voice search)
     stereo = sorted((root / "audio/sim-calls").glob("*.stereo.flac"))[: 1 if quick else None]
     ok = 0
     for f in stereo:
@@ -189,7 +200,7 @@ def run(quick: bool = False) -> dict:
     if quick:
         return out
     secs = 7200.0
-    p = subprocess.run([sys.executable, "-m", "benchmarks.bench_diarization", "--long", str(secs)],
+    p = subprocess.run([sys.executable, "-m", "benchmarks.bench_diarization", "--long", str(secs), kind],
                        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         out["long_call"] = json.loads(p.stdout.strip().splitlines()[-1])
@@ -220,8 +231,9 @@ def _print(res: dict) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--long":
-        print(json.dumps(_long_call(float(sys.argv[2]))))
+        print(json.dumps(_long_call(float(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "neural")))
         sys.exit(0)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    result = run(quick="--quick" in sys.argv)
+    kind = sys.argv[sys.argv.index("--diarizer") + 1] if "--diarizer" in sys.argv else "neural"
+    result = run(quick="--quick" in sys.argv, kind=kind)
     _print(result)

@@ -15,7 +15,7 @@ from speechpipe.asr.whisper import ASRConfig
 from speechpipe.prosody.analyzer import ProsodyConfig
 from speechpipe.speakers.embedded import EmbeddedConfig
 
-DiarizerKind = Literal["auto", "stereo", "embedded", "pyannote"]
+DiarizerKind = Literal["auto", "stereo", "neural", "embedded", "pyannote"]
 CounsellorChannel = Literal["left", "right", "auto"]
 ChannelLayoutChoice = Literal["auto", "mono", "two_party", "duplicated", "one_silent"]
 CHANNEL_LAYOUTS: tuple[str, ...] = get_args(ChannelLayoutChoice)
@@ -46,7 +46,7 @@ class PipelineConfig:
     >>> PipelineConfig(diarizer="magic")
     Traceback (most recent call last):
     ...
-    speechpipe.config.ConfigError: diarizer must be one of auto, stereo, embedded, pyannote (got 'magic')
+    speechpipe.config.ConfigError: diarizer must be one of auto, stereo, neural, embedded, pyannote (got 'magic')
     """
 
     asr: ASRConfig = field(default_factory=ASRConfig)

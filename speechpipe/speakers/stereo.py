@@ -37,6 +37,10 @@ class StereoConfig:
     sound_above_floor_db: float = 12.0
     sound_pad_s: float = 0.1  # chosen with the two below on the 6 stereo dev calls: DER 4.9 -> 1.1 %
     split_gap_s: float = 0.5
+    # a second voice on one channel (a relative on the caller's phone): speakers/channel_voices.py. Off by
+    # default: it runs the neural diariser on both channels (slower), and the second voice's words stay with
+    # the channel's party (its turns are labelled `other`).
+    split_voices: bool = False
 
 
 class StereoDiarizer:
@@ -44,8 +48,19 @@ class StereoDiarizer:
 
     name = "stereo-channels"
 
-    def __init__(self, config: StereoConfig | None = None):
+    def __init__(self, config: StereoConfig | None = None, device: str = "auto"):
         self.config = config or StereoConfig()
+        self.device = device
+        self._neural = None
+        self.voices: list[dict] = []  # what the last diarize() measured per channel
+
+    @property
+    def neural(self):
+        if self._neural is None:
+            from speechpipe.speakers.neural import NeuralDiarizer
+
+            self._neural = NeuralDiarizer(device=self.device)
+        return self._neural
 
     def _own_speech(self, audio: AudioData, speech_probs=None) -> tuple[list[np.ndarray], np.ndarray]:
         """Per-channel frame masks of the channel's *own* speech, and the level difference (dB)."""
@@ -70,6 +85,7 @@ class StereoDiarizer:
         cfg = self.config
         masks, diff = self._own_speech(audio, speech_probs)
         ann = Annotation(uri=Path(audio.path).stem)
+        self.voices = []
         for c in range(2):
             regions = probabilities_to_regions(masks[c], cfg.vad_threshold, cfg.min_silence_s, 0.1, cfg.pad_s,
                                                audio.duration)
@@ -78,7 +94,14 @@ class StereoDiarizer:
                 regions = self._trim(regions, audio.samples[c], own, audio.duration)
             if cfg.loud_rescue:
                 regions = _union(regions, self._loud_regions(audio.samples[c], own, audio.duration))
-            _regions_to_annotation(regions, CHANNEL_NAMES[c], ann)
+            part = _regions_to_annotation(regions, CHANNEL_NAMES[c], Annotation(uri=ann.uri))
+            if cfg.split_voices:
+                from speechpipe.speakers.channel_voices import split_channel
+
+                part, info = split_channel(self.neural, audio.samples[c], own > -cfg.crosstalk_db, FRAME,
+                                           CHANNEL_NAMES[c], part)
+                self.voices.append(info)
+            ann.update(part, copy=False)
         return ann
 
     def _trim(self, regions, x: np.ndarray, own_minus_other: np.ndarray, duration: float):

