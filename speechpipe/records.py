@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 
 from speechpipe.summary import CallSummary, as_summary
+from speechpipe.vocabulary import ACTS, INTONATIONS, PHASES, SPEAKERS  # noqa: F401  (re-exported)
 
 SCHEMA = "speechpipe.call/1"
 SAMPLE_RATE = 16000  # every stage works on 16 kHz float32
-
-from speechpipe.vocabulary import ACTS, INTONATIONS, PHASES, SPEAKERS  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -218,7 +218,7 @@ def test_turn_cues_and_baselines(mono_eval, analyser):
     f0 = {s: np.nanmedian([u.prosody["f0_median_hz"] or np.nan for u in us]) for s, us in by.items()}
     # the two synthetic voices: counsellor female-range, caller male-range (the same in every dev call)
     assert f0["counsellor"] > 160 and f0["caller"] < 140
-    for spk, us in by.items():
+    for _spk, us in by.items():
         z = [u.prosody["f0_z"] for u in us if u.prosody.get("f0_z") is not None]
         assert len(z) >= 3 and abs(np.mean(z)) < 1e-6 + 0.01 and np.std(z) == pytest.approx(1.0, abs=0.02)
     long_turns = [u for u in utts if u.end - u.start > 3]

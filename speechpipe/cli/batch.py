@@ -104,7 +104,7 @@ def register(app, eval_app):
             items = discover(source, pseudonymise=pseudonymise)
         except Exception as e:  # BatchError, unreadable list, missing pseudonym key
             con.print(f"[red]error[/red] {failure_reason(e) if not isinstance(e, BatchError) else e}")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         if not items:
             con.print(f"[yellow]no audio files found in {source}[/yellow]")
 
@@ -128,7 +128,7 @@ def register(app, eval_app):
                                     report_audio=report_audio)
             except BatchError as e:
                 con.print(f"[red]error[/red] {e}")
-                raise typer.Exit(2)
+                raise typer.Exit(2) from None
             except Exception as e:  # a bug or a full disk: one line here, the traceback in the log
                 from speechpipe.errors import log_text, traceback_text
 
@@ -163,8 +163,8 @@ def register(app, eval_app):
             dest = write_sample(batch_dir, rows, out=out, name=None, seed=seed, stratify=stratify, where=where)
         except SampleError as e:
             con.print(f"[red]error[/red] {e}")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         except Exception as e:  # never a traceback for the user
             con.print(f"[red]error[/red] {batch_dir}: {failure_reason(e)}")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         con.print(f"{len(rows)} call(s) sampled → {dest}")

@@ -18,6 +18,6 @@ def register(app, eval_app):
             from benchmarks import bench as orchestrator
         except ImportError as e:
             typer.echo(f"benchmarks package not importable ({e}); install speechpipe from its source tree", err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
         argv = [f for f, on in (("--quick", quick), ("--json", as_json), ("--smoke", smoke), ("--scaling", scaling)) if on]
         raise typer.Exit(orchestrator.main(argv))

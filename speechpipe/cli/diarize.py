@@ -65,7 +65,7 @@ def register(app, eval_app):
             d = build_diarizer(cfg)
         except DiarizationError as e:
             con.print(f"[red]error[/red] {e}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         from pyannote.metrics.diarization import DiarizationErrorRate
 
         from speechpipe.evaluation import scored_region

@@ -19,7 +19,7 @@ def _load(model, con, fast: bool = False):
         return load_tagger(model, fast=fast)
     except TaggerError as e:
         con.print(f"[red]error[/red] {e}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 def _metrics_table(title: str, m: dict):
@@ -176,7 +176,7 @@ def register(app, eval_app):
             res = train_and_save(gold, stem, cv=not no_cv, folds=folds, name=stem.name, **kw)
         except GoldError as e:
             con.print(f"[red]error[/red] {e}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         con.print(f"wrote {res['json']} and {res['npz']}")
         cv = res["cross_validation"]
         if cv:
@@ -206,7 +206,7 @@ def register(app, eval_app):
             calls = load_gold_dir(gold)
         except GoldError as e:
             con.print(f"[red]error[/red] {e}")
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         res = {"model": tagger.name, "clean": score(tag_gold(tagger, calls), calls)}
         if asr_like:
             noisy = [asr_copy(c, 1000 + i) for i, c in enumerate(calls)]

@@ -262,7 +262,7 @@ class EmbeddedDiarizer:
             C = np.stack([E[win_lab == j].mean(0) if (win_lab == j).sum() >= 3 else C[j] for j in range(k)])
         # name speakers by order of first appearance
         order = {}
-        for s0, e0, j in sorted(segs):
+        for _s0, _e0, j in sorted(segs):
             order.setdefault(j, f"SPEAKER_{len(order):02d}")
         for s0, e0, j in segs:
             ann[Segment(s0, e0), len(ann)] = order[j]

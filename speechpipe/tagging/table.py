@@ -81,7 +81,7 @@ def _floats(table, name: str, path) -> np.ndarray:
     try:
         return pc.cast(table[name], pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise TableError(path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})")
+        raise TableError(path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})") from e
 
 
 def encode_table(table, path="<table>"):
@@ -253,7 +253,7 @@ def tag_parquet(tagger: Tagger, src: str | os.PathLike, out_dir: str | os.PathLi
     try:
         pf = pq.ParquetFile(src)
     except Exception as e:  # not Parquet, truncated, unreadable
-        raise TableError(src, f"cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        raise TableError(src, f"cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     missing = [c for c in REQUIRED if c not in pf.schema_arrow.names]
     if missing:
         raise TableError(src, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})")
