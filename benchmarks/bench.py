@@ -267,7 +267,8 @@ def to_markdown(result: dict) -> str:
     lines = [
         f"Mode `{result['mode']}`, {result['wall_seconds']} s in all. Machine: {m['cpu']}, {m['cores']} cores, "
         f"{m['ram_gb']} GB RAM, {m['os']}, Python {m['python']}, torch {m['torch']}, CTranslate2 {m['ctranslate2']}, "
-        f"faster-whisper {m['faster_whisper']}, GPU: {m['gpu'] or 'none'}; load average at start {m['load_avg_at_start']}.",
+        f"faster-whisper {m['faster_whisper']}, GPU: {m['gpu'] or 'none'}; "
+        f"load average at start {m['load_avg_at_start']}.",
         "",
         "| metric | value | target |",
         "|---|---:|---:|",

@@ -176,7 +176,8 @@ def table(m: dict) -> str:
     return (
         f"ASR ({m['asr_model']}, {m['asr_audio_seconds']} s audio)\n"
         f"  speechpipe      {m['asr_x_realtime']:8.2f}× real time   WER real clips {m['asr_wer_real_clips']}\n"
-        f"  plain loop      {m['asr_baseline_x_realtime']:8.2f}× real time   WER real clips {m['asr_baseline_wer_real_clips']}\n"
+        f"  plain loop      {m['asr_baseline_x_realtime']:8.2f}× real time   "
+        f"WER real clips {m['asr_baseline_wer_real_clips']}\n"
         f"  speed-up        {m['asr_speedup_vs_plain_loop']:8.2f}×"
     )
 

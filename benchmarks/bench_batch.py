@@ -103,7 +103,9 @@ def _table(res: dict) -> str:
     lines = [f"{'engine':8} {'wall s':>8} {'calls/s':>9} {'audio-h/s':>10} {'× local':>8}"]
     for k in ("local", "ray-1", "ray-2"):
         r = res[k]
-        lines.append(f"{k:8} {r['wall_s']:8.1f} {r['calls_per_s']:9.3f} {r['audio_h_per_s']:10.5f} {r['speedup_vs_local']:8.2f}")
+        lines.append(
+            f"{k:8} {r['wall_s']:8.1f} {r['calls_per_s']:9.3f} {r['audio_h_per_s']:10.5f} {r['speedup_vs_local']:8.2f}"
+        )
     lines.append(f"ray 2 workers vs 1: ×{res['ray_2_vs_1']:.2f}   ({res['setup']})")
     return "\n".join(lines)
 
@@ -111,7 +113,9 @@ def _table(res: dict) -> str:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--long-call", type=float, default=None, metavar="HOURS", help="also measure peak RSS on one long call")
+    ap.add_argument(
+        "--long-call", type=float, default=None, metavar="HOURS", help="also measure peak RSS on one long call"
+    )
     a = ap.parse_args()
     print(_table(run(quick=a.quick)))
     if a.long_call:

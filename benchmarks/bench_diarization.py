@@ -174,14 +174,18 @@ def run(quick: bool = False, kind: str = "neural") -> dict:
 
     is_real = lambda r: not r["file"].startswith("dev-")  # noqa: E731
     is_sim = lambda r: r["file"].startswith("dev-")  # noqa: E731
-    out["summary"] = {"real_der_c025": mean("der_c025", is_real), "real_der_c05": mean("der_c05", is_real),
-                      "sim_der_c025": mean("der_c025", is_sim), "sim_der_c05": mean("der_c05", is_sim),
-                      "real_der_c025_pooled": round(100 * abs(pooled["real"]), 2),
-                      "sim_der_c025_pooled": round(100 * abs(pooled["sim"]), 2),
-                      "sim_role_acc": round(sum(role_acc) / len(role_acc), 3) if role_acc else None,
-                      "sim_counsellor_ok": f"{sum(r.get('counsellor_ok', False) for r in rows)}/{len(sims)}",
-                      # number of speakers found = reference's (dev-012 and dev-014 have a third voice)
-                      "speaker_count_ok": f"{sum(a == b for a, b in (r['speakers'].split('/') for r in rows))}/{len(rows)}"}
+    out["summary"] = {
+        "real_der_c025": mean("der_c025", is_real),
+        "real_der_c05": mean("der_c05", is_real),
+        "sim_der_c025": mean("der_c025", is_sim),
+        "sim_der_c05": mean("der_c05", is_sim),
+        "real_der_c025_pooled": round(100 * abs(pooled["real"]), 2),
+        "sim_der_c025_pooled": round(100 * abs(pooled["sim"]), 2),
+        "sim_role_acc": round(sum(role_acc) / len(role_acc), 3) if role_acc else None,
+        "sim_counsellor_ok": f"{sum(r.get('counsellor_ok', False) for r in rows)}/{len(sims)}",
+        # number of speakers found = reference's (dev-012 and dev-014 have a third voice)
+        "speaker_count_ok": f"{sum(a == b for a, b in (r['speakers'].split('/') for r in rows))}/{len(rows)}",
+    }
 
     # -- stereo roles ----------------------------------------------------------------
     st = StereoDiarizer(StereoConfig(split_voices=False))  # roles from the channels alone (no second-voice search)

@@ -138,7 +138,10 @@ def table(m: dict) -> str:
     if m["pipeline_sequential_x_realtime"] is not None:
         lines.append(f"  sequential   {m['pipeline_sequential_x_realtime']:7.2f}× real time")
     if m["pipeline_overlapped_x_realtime"] is not None:
-        lines.append(f"  overlapped   {m['pipeline_overlapped_x_realtime']:7.2f}× real time ({m['pipeline_overlap_speedup']}× vs sequential)")
+        lines.append(
+            f"  overlapped   {m['pipeline_overlapped_x_realtime']:7.2f}× real time "
+            f"({m['pipeline_overlap_speedup']}× vs sequential)"
+        )
     for k, v in m["pipeline_stage_seconds"].items():
         lines.append(f"  {k:<12} {v:7.2f} s  ({100 * m['pipeline_stage_share'][k]:.0f} %)")
     return "\n".join(lines)

@@ -34,7 +34,8 @@ def _cpu(fn, *args, **kwargs):
 
 
 def _workload(seconds: float | None, stereo: bool = False):
-    """(AudioData, utterances) of dev-001 (mono 8 kHz μ-law, or stereo), cut to ``seconds``; synthetic when no shared data."""
+    """(AudioData, utterances) of dev-001 (mono 8 kHz μ-law, or stereo), cut to ``seconds``;
+    synthetic when no shared data."""
     import numpy as np
 
     from speechpipe.records import SAMPLE_RATE, AudioData, Utterance

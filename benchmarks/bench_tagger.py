@@ -84,7 +84,9 @@ def utterance_table(calls):
     flat = [u for c in calls for u in c]
     call_id = [f"call{k:06d}" for k, c in enumerate(calls) for _ in c]
     idx = [i for c in calls for i in range(len(c))]
-    return pa.table({"call_id": call_id, "idx": idx, "speaker": [u.speaker for u in flat], "text": [u.text for u in flat]})
+    return pa.table(
+        {"call_id": call_id, "idx": idx, "speaker": [u.speaker for u in flat], "text": [u.text for u in flat]}
+    )
 
 
 def full_mode(quick: bool) -> dict:
@@ -114,9 +116,15 @@ def full_mode(quick: bool) -> dict:
     ref_s = time.process_time() - t
     flat = [u for c in sample for u in c]
     same = utts.column("acts").to_pylist()[:len(flat)] == [u.acts for u in flat]
-    return {"full_utterances": n, "full_distinct_embedded_texts": distinct, "full_columnar_utt_per_s": round(n / col_s),
-            "full_reference_utt_per_s": round(n_ref / ref_s), "full_columnar_speedup_vs_reference": round((n / col_s) / (n_ref / ref_s), 1),
-            "full_cpu_ms_per_distinct_text": round(1000 * col_s / max(1, distinct), 2), "full_same_labels_on_sample": same}
+    return {
+        "full_utterances": n,
+        "full_distinct_embedded_texts": distinct,
+        "full_columnar_utt_per_s": round(n / col_s),
+        "full_reference_utt_per_s": round(n_ref / ref_s),
+        "full_columnar_speedup_vs_reference": round((n / col_s) / (n_ref / ref_s), 1),
+        "full_cpu_ms_per_distinct_text": round(1000 * col_s / max(1, distinct), 2),
+        "full_same_labels_on_sample": same,
+    }
 
 
 def run(quick: bool = False, backend: str = "numpy", device: str | None = None, full: bool = True,
@@ -238,8 +246,13 @@ def run(quick: bool = False, backend: str = "numpy", device: str | None = None, 
             res["torch_gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
         ts = time.perf_counter() - t
         ref_out = tagger.tag_batch(b)
-        res.update(torch_device=dev, torch_core_utt_per_s=round(n / ts),
-                   torch_same_as_numpy=bool(np.array_equal(out["acts"], ref_out["acts"]) and np.array_equal(out["phase"], ref_out["phase"])))
+        res.update(
+            torch_device=dev,
+            torch_core_utt_per_s=round(n / ts),
+            torch_same_as_numpy=bool(
+                np.array_equal(out["acts"], ref_out["acts"]) and np.array_equal(out["phase"], ref_out["phase"])
+            ),
+        )
     return res
 
 

@@ -17,7 +17,10 @@ CPU time is also recorded because it is robust to other jobs.
 
 Writes ``docs/scaling.md`` (table) and ``docs/scaling.png`` (curve).
 
-Run: ``.venv/bin/python -m benchmarks.scaling [--quick] [--lengths 1,10,60,120] [--full-max 10] [--stages-max 120] [--batches 1,2,4,8]``
+Run::
+
+    .venv/bin/python -m benchmarks.scaling [--quick] [--lengths 1,10,60,120] [--full-max 10] \
+        [--stages-max 120] [--batches 1,2,4,8]
 """
 
 from __future__ import annotations
@@ -234,7 +237,9 @@ def write_docs_files(result: dict, out: Path = REPO / "docs") -> None:
     ax[1].set(xlabel="call length (min)", ylabel="peak RSS (MiB)", title="memory vs call length")
     ax[2].plot([x["batch"] for x in brows], [x["cpu_s"] for x in brows], "o-", label="CPU time (s)")
     ax2 = ax[2].twinx()
-    ax2.plot([x["batch"] for x in brows], [x["peak_rss_mb"] for x in brows], "s--", color="tab:red", label="peak RSS (MiB)")
+    ax2.plot(
+        [x["batch"] for x in brows], [x["peak_rss_mb"] for x in brows], "s--", color="tab:red", label="peak RSS (MiB)"
+    )
     ax2.set_ylim(bottom=0)
     ax[2].set(xlabel=f"calls in one process_many run ({BATCH_CALL_S:.0f} s each)", ylabel="CPU time (s)",
               title="batch size")
@@ -258,16 +263,24 @@ def write_docs_files(result: dict, out: Path = REPO / "docs") -> None:
         "",
         "CPU time is the child's own (user + system), robust to the other jobs on the machine; wall time is not.",
         "",
-        "| call | mode | CPU s | wall s | × real time (wall) | peak RSS MiB | utterances | decode | vad | asr | diarization | prosody | tagger |",
+        "| call | mode | CPU s | wall s | × real time (wall) | peak RSS MiB | utterances "
+        "| decode | vad | asr | diarization | prosody | tagger |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for x in rows:
         s = x["stage_s"]
         lines.append(
-            f"| {x['audio_s'] / 60:g} min | {x['mode']} | {x['cpu_s']} | {x['wall_s']} | {x['x_realtime']} | {x['peak_rss_mb']} | "
-            f"{x['utterances']} | " + " | ".join(str(s.get(k, "—")) for k in ("decode", "vad", "asr", "diarization", "prosody", "tagger")) + " |"
+            f"| {x['audio_s'] / 60:g} min | {x['mode']} | {x['cpu_s']} | {x['wall_s']} | {x['x_realtime']} "
+            f"| {x['peak_rss_mb']} | "
+            f"{x['utterances']} | "
+            + " | ".join(str(s.get(k, "—")) for k in ("decode", "vad", "asr", "diarization", "prosody", "tagger"))
+            + " |"
         )
-    lines += ["", f"| calls ({BATCH_CALL_S:.0f} s each) | CPU s | wall s | wall s per call | peak RSS MiB |", "|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        f"| calls ({BATCH_CALL_S:.0f} s each) | CPU s | wall s | wall s per call | peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for x in brows:
         lines.append(f"| {x['batch']} | {x['cpu_s']} | {x['wall_s']} | {x['s_per_call']} | {x['peak_rss_mb']} |")
     skipped = {k: v for x in rows + brows for k, v in x.get("skipped_stages", {}).items()}

@@ -240,7 +240,9 @@ class CallResult:
         events = []
         for e in d.get("events", []):
             extra = {k: v for k, v in e.items() if k not in {"type", "speaker", "start", "end", "heavy"}}
-            events.append(Event(e["type"], e.get("speaker", "other"), e["start"], e["end"], bool(e.get("heavy")), extra))
+            events.append(
+                Event(e["type"], e.get("speaker", "other"), e["start"], e["end"], bool(e.get("heavy")), extra)
+            )
         return cls(
             call_id=d["call_id"],
             utterances=utts,

@@ -26,7 +26,9 @@ def tag_call_reference(tagger, utterances) -> dict:
             cols, ctx = feats[i][0], ctxs[i]
             p = []
             for k in range(NA):
-                s = sum(tagger.W1_text[c, k] for c in cols) + sum(v * tagger.W1_ctx[j, k] for j, v in enumerate(ctx) if v)
+                s = sum(tagger.W1_text[c, k] for c in cols) + sum(
+                    v * tagger.W1_ctx[j, k] for j, v in enumerate(ctx) if v
+                )
                 ok = tagger.roles[speakers[i], k] and auxes[i]["n_tokens"] > 0
                 p.append(1.0 / (1.0 + math.exp(-min(max(s + tagger.b1[k], -30.0), 30.0))) if ok else 0.0)
             P1.append(p)
@@ -79,7 +81,9 @@ def tag_call_reference(tagger, utterances) -> dict:
             acts = ["backchannel"] if acoustic[i] and ok[BC] else []
         if "backchannel" in acts:
             others = [logits[ACTS.index(a)] for a in acts if a != "backchannel"]
-            acts = ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
+            acts = (
+                ["backchannel"] if not others or logits[BC] >= max(others) else [a for a in acts if a != "backchannel"]
+            )
         if "what_more" in acts and "closed_question" in acts:
             acts.remove("closed_question")
         u.acts = acts

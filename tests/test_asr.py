@@ -183,4 +183,6 @@ def test_replica_per_core_gives_the_same_words_as_one_replica(shared):
     speech = one.speech_regions(x)
     a, b = one.transcribe(x, speech=speech), two.transcribe(x, speech=speech)
     assert len(speech) >= 2 and a
-    assert [(u.text, round(u.start, 2), round(u.end, 2)) for u in a] == [(u.text, round(u.start, 2), round(u.end, 2)) for u in b]
+    assert [(u.text, round(u.start, 2), round(u.end, 2)) for u in a] == [
+        (u.text, round(u.start, 2), round(u.end, 2)) for u in b
+    ]

@@ -95,7 +95,9 @@ def comparable(out: Path) -> dict[str, dict]:
 
 def manifest_rows(out: Path) -> list[tuple]:
     with sqlite3.connect(out / "manifest.sqlite") as db:
-        return db.execute("SELECT input, call_id, status, content_hash, settings_hash, reason FROM calls ORDER BY input").fetchall()
+        return db.execute(
+            "SELECT input, call_id, status, content_hash, settings_hash, reason FROM calls ORDER BY input"
+        ).fetchall()
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,9 @@ def test_kill9_then_resume_equals_uninterrupted(reference, calls, tmp_path):
     assert [(Path(r[0]).name, r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
         (Path(r[0]).name, r[1], r[2], r[3], r[4], r[5]) for r in manifest_rows(ref)
     ]
-    assert sorted((out / "errors.jsonl").read_text().splitlines()) == sorted((ref / "errors.jsonl").read_text().splitlines())
+    assert sorted((out / "errors.jsonl").read_text().splitlines()) == sorted(
+        (ref / "errors.jsonl").read_text().splitlines()
+    )
     import pandas as pd
 
     for table in ("calls", "utterances"):

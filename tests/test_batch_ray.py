@@ -38,7 +38,9 @@ def _outputs(out: Path) -> dict:
         d["models"].pop("timings_s", None)
         res[p.name] = d
     with sqlite3.connect(out / "manifest.sqlite") as db:
-        rows = db.execute("SELECT call_id, status, content_hash, settings_hash, reason, models FROM calls ORDER BY call_id").fetchall()
+        rows = db.execute(
+            "SELECT call_id, status, content_hash, settings_hash, reason, models FROM calls ORDER BY call_id"
+        ).fetchall()
     return {"json": res, "manifest": rows, "errors": (out / "errors.jsonl").read_text()}
 
 

@@ -121,9 +121,13 @@ def test_stereo_crosstalk_leak_is_not_speech(shared):
     assert right_speech.crop(Segment(0, 8)).duration() < 0.2
     assert right_speech.crop(Segment(10, 16)).duration() > 4.0
     utts = [
-        Utterance("unknown", 0.5, 6.5, "hei du snakker med kari", [Word("hei", 0.5, 1.0), Word("du", 1.2, 6.5)], channel=0),
+        Utterance(
+            "unknown", 0.5, 6.5, "hei du snakker med kari", [Word("hei", 0.5, 1.0), Word("du", 1.2, 6.5)], channel=0
+        ),
         Utterance("unknown", 0.6, 6.4, "ekko", [Word("ekko", 0.6, 6.4)], channel=1),  # ASR hearing the leak
-        Utterance("unknown", 10.2, 15.8, "jeg lurer på noe", [Word("jeg", 10.2, 11), Word("lurer", 11, 15.8)], channel=1),
+        Utterance(
+            "unknown", 10.2, 15.8, "jeg lurer på noe", [Word("jeg", 10.2, 11), Word("lurer", 11, 15.8)], channel=1
+        ),
     ]
     out, _ = d.assign(audio, utts)
     assert [u.text for u in out if u.transcribed] == ["hei du snakker med kari", "jeg lurer på noe"]
@@ -308,8 +312,15 @@ def test_tight_speech_regions_drop_a_noise_burst_silero_barely_hears():
     p[(frames > 2) & (frames < 4)] = 0.25  # Silero's tail and the burst: above the loose 0.15 only
     loose = probabilities_to_regions(p, 0.15, 0.25, 0.1, 0.1, 6.0)
     kw = dict(pad_s=0.0, merge_gap_s=0.5, loose=loose)
-    assert [(round(a, 1), round(b, 1)) for a, b in tight_speech_regions(p, x, **kw)] == [(0.5, 2.0), (2.9, 3.3), (4.0, 5.5)]
-    assert [(round(a, 1), round(b, 1)) for a, b in tight_speech_regions(p, x, min_peak=0.35, **kw)] == [(0.5, 2.0), (4.0, 5.5)]
+    assert [(round(a, 1), round(b, 1)) for a, b in tight_speech_regions(p, x, **kw)] == [
+        (0.5, 2.0),
+        (2.9, 3.3),
+        (4.0, 5.5),
+    ]
+    assert [(round(a, 1), round(b, 1)) for a, b in tight_speech_regions(p, x, min_peak=0.35, **kw)] == [
+        (0.5, 2.0),
+        (4.0, 5.5),
+    ]
 
 
 def test_caller_is_who_first_speaks_three_seconds_not_whose_first_segment_is_earliest():
@@ -349,7 +360,9 @@ def test_eval_diarization_command_table_and_exit_code(shared, tmp_path):
     rc = shared / "audio/realconv"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ok = CliRunner().invoke(app, ["eval", "diarization", str(rc / "rcdev-01.tel.wav"), "--ref", str(rc / "rcdev-01.rttm")])
+        ok = CliRunner().invoke(
+            app, ["eval", "diarization", str(rc / "rcdev-01.tel.wav"), "--ref", str(rc / "rcdev-01.rttm")]
+        )
     assert ok.exit_code == 0, ok.output
     # the whole name (rcdev-01.wav and .tel.wav must not both read "rcdev-01.…"), and the scored
     # region is stated, so pyannote.metrics does not warn about approximating it
@@ -421,7 +434,9 @@ def test_label_index_answers_like_cropping_the_annotation():
 
     def by_crop(ann, start, end):  # the direct definition: most overlap, else nearest within 1 s
         best, best_ov = None, 0.0
-        for seg, _, lab in ann.crop(Segment(start, max(end, start + 1e-3)), mode="intersection").itertracks(yield_label=True):
+        for seg, _, lab in ann.crop(Segment(start, max(end, start + 1e-3)), mode="intersection").itertracks(
+            yield_label=True
+        ):
             if seg.duration > best_ov:
                 best, best_ov = lab, seg.duration
         if best is not None:

@@ -45,7 +45,9 @@ def build_random_pipeline(out):
     from pyannote.audio.models.segmentation import PyanNet
 
     torch.manual_seed(0)
-    seg = PyanNet(lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True}, linear={"hidden_size": 16, "num_layers": 1})
+    seg = PyanNet(
+        lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True}, linear={"hidden_size": 16, "num_layers": 1}
+    )
     _save_model(seg, Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME,
                                     duration=5.0, classes=["spk1", "spk2", "spk3"], powerset_max_classes=2,
                                     permutation_invariant=True), out / "segmentation" / "pytorch_model.bin")

@@ -91,10 +91,17 @@ def test_textgrid_round_trip(written):
         assert [e.start for e in turns] == pytest.approx([u.start for u in mine], abs=1e-3)
         words = tg.getTier(f"{spk}-words").entries
         assert [e.label for e in words] == [w.text for u in mine for w in u.words]
-        acts = {(round(e.start, 3), e.label) for name in tg.tierNames if name.startswith(f"{spk}-acts") for e in tg.getTier(name).entries}
+        acts = {
+            (round(e.start, 3), e.label)
+            for name in tg.tierNames
+            if name.startswith(f"{spk}-acts")
+            for e in tg.getTier(name).entries
+        }
         assert acts == {(u.start, a) for u in mine for a in u.acts}
         bc = [(e.start, e.label) for e in tg.getTier(f"{spk}-backchannel").entries]
-        assert bc == [(pytest.approx(u.start, abs=1e-3), u.intonation) for u in mine if "backchannel" in u.acts and u.intonation]
+        assert bc == [
+            (pytest.approx(u.start, abs=1e-3), u.intonation) for u in mine if "backchannel" in u.acts and u.intonation
+        ]
     breaths = tg.getTier("caller-breaths").entries
     assert [(e.label == "heavy breath") for e in breaths] == [e.heavy for e in call.events]
     assert len(breaths) > 0
@@ -110,7 +117,10 @@ def test_eaf_round_trip_with_controlled_vocabulary(written):
     out, _, call = written
     eaf = Eaf(str(out / f"{call.call_id}.eaf"))
     assert {"acts", "phases", "intonation"} <= set(eaf.get_controlled_vocabulary_names())
-    cv_values = {cv: {v[0] for e in eaf.controlled_vocabularies[cv][1].values() for v in e[0]} for cv in ("acts", "phases", "intonation")}
+    cv_values = {
+        cv: {v[0] for e in eaf.controlled_vocabularies[cv][1].values() for v in e[0]}
+        for cv in ("acts", "phases", "intonation")
+    }
     assert cv_values == {"acts": set(ACTS), "phases": set(PHASES), "intonation": set(INTONATIONS)}
     assert eaf.get_parameters_for_linguistic_type("acts-lt")["CONTROLLED_VOCABULARY_REF"] == "acts"
     for spk in {u.speaker for u in call.utterances}:

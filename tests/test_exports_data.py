@@ -62,7 +62,12 @@ def timed_call(ref_json: Path) -> CallResult:
     return CallResult(
         call_id=d["call_id"],
         utterances=utts,
-        audio={"path": f"{d['call_id']}.mono.wav", "duration": duration, "sample_rate": d.get("sample_rate", 8000), "channels": 1},
+        audio={
+            "path": f"{d['call_id']}.mono.wav",
+            "duration": duration,
+            "sample_rate": d.get("sample_rate", 8000),
+            "channels": 1,
+        },
         models={"asr": "gold", "tagger": "gold"},
         events=events,
         summary=summary,

@@ -222,7 +222,9 @@ def test_turn_cues_and_baselines(mono_eval, analyser):
         z = [u.prosody["f0_z"] for u in us if u.prosody.get("f0_z") is not None]
         assert len(z) >= 3 and abs(np.mean(z)) < 1e-6 + 0.01 and np.std(z) == pytest.approx(1.0, abs=0.02)
     long_turns = [u for u in utts if u.end - u.start > 3]
-    assert long_turns and all(u.prosody["jitter"] is not None and 0 < u.prosody["jitter"] < 0.05 for u in long_turns[:5])
+    assert long_turns and all(
+        u.prosody["jitter"] is not None and 0 < u.prosody["jitter"] < 0.05 for u in long_turns[:5]
+    )
     assert all(u.prosody["rate_syll_s"] is None or 1 < u.prosody["rate_syll_s"] < 12 for u in utts)
     assert all(u.prosody["hnr_db"] is None or -5 < u.prosody["hnr_db"] < 40 for u in utts)
     heavy = [e for e in events if e.heavy]

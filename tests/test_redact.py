@@ -78,16 +78,42 @@ POSITIVE_TEMPLATES = {
 }
 
 NEGATIVES = [
-    "Du får 12 500 kroner i måneden.", "Det blir 1 250 000 kroner i året.", "Utbetalingen er kr 23 450,50.",
-    "Beløpet er 12 500 000 kroner totalt.", "Du har fått 18000 kroner.", "Det er 45 678 900 kr i saken.",
-    "Vedtaket er fra 12.03.2024.", "Den gjelder fra 01.01.2024 til 31.12.2024.", "Den 1. mars 2024 kom brevet.",
-    "Jeg sendte den 12/3-24.", "Saksnummeret er 12345678.", "Saksnummer 24681357, ja.", "Det står sak 87654321 på brevet.",
-    "Journalpostnummer 123456789.", "Referanse 2024-123456.", "Organisasjonsnummeret er 987654321.",
-    "Det står 12345678901 på arket.", "Nummeret 01010112345 er feil.", "Les mer på nav.no.", "Gå til www.nav.no/meldekort.",
-    "Skriv til oss på nav.no under «Skriv til oss».", "Ring 113 eller 116 117.", "Du jobber 50 prosent.", "Klokka 08.00 åpner vi.",
-    "I 2023 tjente du 420 000.", "Uke 12 og 13.", "Det er veien videre 3 ganger.", "Vi var i Italia 2 uker.",
-    "Jeg bor i Storgata.", "Det tar 4 til 6 uker.", "Du har 26 uker igjen.", "Meldekortet for periode 10 og 11.",
-    "Det er 1 2 3 4 5 6 7 8 på skjermen.", "Postnummeret er 0155.", "Kontoret ligger ved torget.", "Han er 45 år.",
+    "Du får 12 500 kroner i måneden.",
+    "Det blir 1 250 000 kroner i året.",
+    "Utbetalingen er kr 23 450,50.",
+    "Beløpet er 12 500 000 kroner totalt.",
+    "Du har fått 18000 kroner.",
+    "Det er 45 678 900 kr i saken.",
+    "Vedtaket er fra 12.03.2024.",
+    "Den gjelder fra 01.01.2024 til 31.12.2024.",
+    "Den 1. mars 2024 kom brevet.",
+    "Jeg sendte den 12/3-24.",
+    "Saksnummeret er 12345678.",
+    "Saksnummer 24681357, ja.",
+    "Det står sak 87654321 på brevet.",
+    "Journalpostnummer 123456789.",
+    "Referanse 2024-123456.",
+    "Organisasjonsnummeret er 987654321.",
+    "Det står 12345678901 på arket.",
+    "Nummeret 01010112345 er feil.",
+    "Les mer på nav.no.",
+    "Gå til www.nav.no/meldekort.",
+    "Skriv til oss på nav.no under «Skriv til oss».",
+    "Ring 113 eller 116 117.",
+    "Du jobber 50 prosent.",
+    "Klokka 08.00 åpner vi.",
+    "I 2023 tjente du 420 000.",
+    "Uke 12 og 13.",
+    "Det er veien videre 3 ganger.",
+    "Vi var i Italia 2 uker.",
+    "Jeg bor i Storgata.",
+    "Det tar 4 til 6 uker.",
+    "Du har 26 uker igjen.",
+    "Meldekortet for periode 10 og 11.",
+    "Det er 1 2 3 4 5 6 7 8 på skjermen.",
+    "Postnummeret er 0155.",
+    "Kontoret ligger ved torget.",
+    "Han er 45 år.",
 ]
 
 
@@ -132,7 +158,10 @@ def gold_utterances(shared):
 def test_recall_and_false_redactions(gold_utterances):
     items = build_test_set()
     hits, wrong_type, false_red = evaluate(items, NEGATIVES + gold_utterances)
-    print(f"\nredaction test set: {len(items)} positives, {len(NEGATIVES)} look-alikes + {len(gold_utterances)} gold utterances")
+    print(
+        f"\nredaction test set: {len(items)} positives, {len(NEGATIVES)} look-alikes "
+        f"+ {len(gold_utterances)} gold utterances"
+    )
     print(f"{'type':14} {'found':>6} {'total':>6} {'recall':>7}")
     for kind, (f, t) in hits.items():
         print(f"{kind:14} {f:6d} {t:6d} {f / t:7.3f}")
@@ -170,7 +199,9 @@ def test_redact_call_words_consistent_and_no_originals():
     assert (merged.start, merged.end) == (words[5].start, words[8].end)
     assert "91" not in u.evidence["request"]
     assert out.redaction["counts"]["phone"] == 1
-    assert out.redaction["placeholders"] == [{"utterance": 0, "type": "phone", "placeholder": "[TELEFONNUMMER]", "n": 1}]
+    assert out.redaction["placeholders"] == [
+        {"utterance": 0, "type": "phone", "placeholder": "[TELEFONNUMMER]", "n": 1}
+    ]
     dumped = json.dumps(out.to_dict(), ensure_ascii=False)
     assert "45 67" not in dumped and "91" not in dumped
     assert call.utterances[0].text == text  # input untouched

@@ -67,9 +67,14 @@ class Browser:
                         continue
                     meth, p = m.get("method"), m.get("params", {})
                     if meth == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                        log["console_errors"].append(" ".join(str(a.get("value", a.get("description"))) for a in p["args"]))
+                        log["console_errors"].append(
+                            " ".join(str(a.get("value", a.get("description"))) for a in p["args"])
+                        )
                     elif meth == "Runtime.exceptionThrown":
-                        log["exceptions"].append(p["exceptionDetails"].get("exception", {}).get("description") or p["exceptionDetails"].get("text"))
+                        log["exceptions"].append(
+                            p["exceptionDetails"].get("exception", {}).get("description")
+                            or p["exceptionDetails"].get("text")
+                        )
                     elif meth == "Log.entryAdded" and p["entry"]["level"] == "error":
                         log["console_errors"].append(p["entry"]["text"])
                     elif meth == "Network.requestWillBeSent":
@@ -94,11 +99,19 @@ class Browser:
                 session = (await call("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"]
                 for dom in ("Runtime", "Log", "Network", "Page"):
                     await call(f"{dom}.enable", sid=session)
-                await call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": False}, sid=session)
+                await call(
+                    "Emulation.setDeviceMetricsOverride",
+                    {"width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": False},
+                    sid=session,
+                )
                 await call("Page.navigate", {"url": url}, sid=session)
                 deadline = time.time() + timeout
                 while time.time() < deadline:
-                    r = await call("Runtime.evaluate", {"expression": f"document.readyState === 'complete' && ({wait_js})", "returnByValue": True}, sid=session)
+                    r = await call(
+                        "Runtime.evaluate",
+                        {"expression": f"document.readyState === 'complete' && ({wait_js})", "returnByValue": True},
+                        sid=session,
+                    )
                     if r.get("result", {}).get("value") is True:
                         log["ready"] = True
                         break
@@ -106,7 +119,13 @@ class Browser:
                 await asyncio.sleep(0.3)  # let late console messages arrive
                 shot = await call("Page.captureScreenshot", {"format": "png"}, sid=session)
                 log["screenshot"] = base64.b64decode(shot["data"])
-                log["svg_count"] = (await call("Runtime.evaluate", {"expression": "document.querySelectorAll('.chart svg').length", "returnByValue": True}, sid=session))["result"]["value"]
+                log["svg_count"] = (
+                    await call(
+                        "Runtime.evaluate",
+                        {"expression": "document.querySelectorAll('.chart svg').length", "returnByValue": True},
+                        sid=session,
+                    )
+                )["result"]["value"]
                 await call("Target.closeTarget", {"targetId": target})
             finally:
                 task.cancel()
@@ -135,7 +154,9 @@ def browser():
 def reports(shared, tmp_path_factory):
     """Reports for an hourglass call with times (dev-004) and a text-only call, plus an index."""
     out = tmp_path_factory.mktemp("reports")
-    refs = {json.loads(p.read_text())["structure"]: p for p in sorted((shared / "audio/sim-calls").glob("dev-*.ref.json"))}
+    refs = {
+        json.loads(p.read_text())["structure"]: p for p in sorted((shared / "audio/sim-calls").glob("dev-*.ref.json"))
+    }
     timed = timed_call(refs.get("hourglass") or sorted(refs.values())[0])
     text = text_call(shared / "tagger-dev/dev-003.json")
     paths = {"timed": write_report(timed, out / f"{timed.call_id}.html"),
@@ -176,7 +197,9 @@ def test_reopenings_found_match_gold(shared):
 
 @pytest.mark.slow
 def test_report_in_chromium(browser, reports):
-    log = browser.load(reports["paths"]["timed"].as_uri(), wait_js="document.querySelectorAll('.chart svg').length >= 2")
+    log = browser.load(
+        reports["paths"]["timed"].as_uri(), wait_js="document.querySelectorAll('.chart svg').length >= 2"
+    )
     assert log["ready"], "charts were not drawn"
     assert log["console_errors"] == [] and log["exceptions"] == []
     assert all(u.startswith(("file:", "data:", "blob:", "about:")) for u in log["requests"]), log["requests"]

@@ -69,7 +69,9 @@ def test_full_model_vectorised_equals_reference(full, mixed_calls):
     assert full.tag_calls(a) == [tag_call_reference(full, c) for c in b]
     for ca, cb in zip(a, b):
         for u, v in zip(ca, cb):
-            assert (u.acts, u.phase, u.evidence, u.act_confidence) == (v.acts, v.phase, v.evidence, v.act_confidence), u.text
+            assert (u.acts, u.phase, u.evidence, u.act_confidence) == (v.acts, v.phase, v.evidence, v.act_confidence), (
+                u.text
+            )
     # embeddings never name evidence: a person must be able to find the cue in the text
     assert not any(e.startswith("text:emb:") for c in a for u in c for e in u.evidence.values())
 
@@ -125,8 +127,12 @@ def test_batched_viterbi_matches_reference_on_random_calls():
     reo = np.column_stack([np.log(p), np.log1p(-p)])
     A0 = reopen_free(logA)
     got_r = viterbi_batch(em, offsets, A0, logpi, reo)
-    want_r = np.concatenate([viterbi_reference(em[a:b].tolist(), A0.tolist(), logpi.tolist(), [tuple(r) for r in reo[a:b]])
-                             for a, b in zip(offsets[:-1], offsets[1:])])
+    want_r = np.concatenate(
+        [
+            viterbi_reference(em[a:b].tolist(), A0.tolist(), logpi.tolist(), [tuple(r) for r in reo[a:b]])
+            for a, b in zip(offsets[:-1], offsets[1:])
+        ]
+    )
     assert np.array_equal(got_r, want_r) and not np.array_equal(got_r, want)
     assert np.array_equal(viterbi_batch_torch(em, offsets, A0, logpi, device="cpu", reopen=reo), want_r)
     # empty and one-row calls among others (the packed decoder sorts calls by length)
@@ -215,8 +221,13 @@ def test_stacked_second_pass(char_tagger, mixed_calls):
     # the fast path finds the same slot rows by shifts, including 1-row and empty calls
     from speechpipe.tagging.tagger import _stack_fill
 
-    calls2 = [[Utterance("caller", None, None, "ja")], [], mixed_calls[0][:2], [Utterance("other", None, None, "hei")] * 3,
-              mixed_calls[1]]
+    calls2 = [
+        [Utterance("caller", None, None, "ja")],
+        [],
+        mixed_calls[0][:2],
+        [Utterance("other", None, None, "hei")] * 3,
+        mixed_calls[1],
+    ]
     b2 = encode_calls(calls2)
     P2 = rng.uniform(size=(b2.n, len(ACTS)))
     assert np.array_equal(_stack_fill(P2, b2), stack_block(P2, b2))
@@ -345,9 +356,17 @@ def test_cli_tag_and_eval(shared, tmp_path):
     assert [u["text"] for u in res["utterances"]] == [u["text"] for u in src["utterances"]]
     assert res["utterances"][0]["phase"] == "opening" and res["models"]["tagger"] == "tagger-v3"
     assert sum(u["acts"] == ["referral"] for u in res["utterances"]) < 3
-    assert set(res["summary"]) >= {"structure", "reopenings", "feelings_before_case", "what_more_position", "talk_share"}
+    assert set(res["summary"]) >= {
+        "structure",
+        "reopenings",
+        "feelings_before_case",
+        "what_more_position",
+        "talk_share",
+    }
 
-    r = CliRunner().invoke(app, ["eval", "tagger", "--fast", "--gold", str(shared / "tagger-dev"), "--json", str(tmp_path / "m.json")])
+    r = CliRunner().invoke(
+        app, ["eval", "tagger", "--fast", "--gold", str(shared / "tagger-dev"), "--json", str(tmp_path / "m.json")]
+    )
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["model"] == "tagger-v3-fast"

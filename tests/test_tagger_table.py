@@ -42,7 +42,9 @@ def calls(shared):
 
 
 def _fresh(calls):
-    return [(cid, [Utterance(u.speaker, u.start, u.end, u.text, intonation=u.intonation) for u in us]) for cid, us in calls]
+    return [
+        (cid, [Utterance(u.speaker, u.start, u.end, u.text, intonation=u.intonation) for u in us]) for cid, us in calls
+    ]
 
 
 def _input_table(calls):
@@ -109,7 +111,9 @@ def test_parquet_in_chunks_equals_one_pass_and_is_private(tagger, calls, expecte
     pu, pc_, n_utt, n_calls = tag_parquet(tagger, src, out, rows_per_chunk=37)
     assert (n_utt, n_calls) == (len(want_u), len(want_c))
     got = pq.read_table(pu).to_pylist()
-    assert [(g["acts"], g["phase"], g["evidence"]) for g in got] == [(w["acts"], w["phase"], w["evidence"]) for w in want_u]
+    assert [(g["acts"], g["phase"], g["evidence"]) for g in got] == [
+        (w["acts"], w["phase"], w["evidence"]) for w in want_u
+    ]
     _same_calls(pq.read_table(pc_).to_pylist(), want_c)
     for p in (pu, pc_):
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
@@ -139,7 +143,9 @@ def test_bad_tables_name_the_file_and_the_problem(tagger, tmp_path):
     with pytest.raises(TableError, match="without a call_id"):
         tag_table(tagger, pa.table({"call_id": [None, "a"], "speaker": ["caller"] * 2, "text": ["Hei", "Ja"]}))
     with pytest.raises(TableError, match="x.parquet: column start is not numeric"):
-        tag_table(tagger, pa.table({"call_id": ["a"], "speaker": ["caller"], "text": ["Hei"], "start": ["noon"]}), "x.parquet")
+        tag_table(
+            tagger, pa.table({"call_id": ["a"], "speaker": ["caller"], "text": ["Hei"], "start": ["noon"]}), "x.parquet"
+        )
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"not parquet at all")
     with pytest.raises(TableError, match="junk.parquet: cannot read as Parquet"):

@@ -35,8 +35,14 @@ def test_embedding_engine_loads_and_separates_meanings():
     from speechpipe.tagging.embed import DIM, Embedder
 
     e = Embedder()
-    E = e(["Jeg setter deg over til en kollega.", "jeg setter deg over til en kollega", "Jeg skal koble deg videre til en annen saksbehandler.",
-           "Utbetalingen kommer på fredag."])
+    E = e(
+        [
+            "Jeg setter deg over til en kollega.",
+            "jeg setter deg over til en kollega",
+            "Jeg skal koble deg videre til en annen saksbehandler.",
+            "Utbetalingen kommer på fredag.",
+        ]
+    )
     assert E.shape == (4, DIM) and np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-3)
     assert np.array_equal(E[0], E[1])  # punctuation and case do not change the embedded form
     assert E[0] @ E[2] > E[0] @ E[3]  # a paraphrase is nearer than an unrelated sentence
@@ -74,7 +80,9 @@ def test_real_language_failures_of_v2(tagger, speaker, text, want, never):
         if pos == "alone":
             u = _alone(tagger, speaker, text)
         else:
-            call = [Utterance("caller" if speaker == "counsellor" else "counsellor", None, None, "Ja.") for _ in range(5)]
+            call = [
+                Utterance("caller" if speaker == "counsellor" else "counsellor", None, None, "Ja.") for _ in range(5)
+            ]
             u = Utterance(speaker, None, None, text)
             call.insert(0 if pos == "first" else 5, u)
             tagger.tag_call(call)

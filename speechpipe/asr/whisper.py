@@ -229,7 +229,11 @@ class WhisperTranscriber:
         out = []
         for a, b in zip(bounds[:-1], bounds[1:]):
             off, end = a / SAMPLE_RATE, b / SAMPLE_RATE
-            sub = None if speech is None else [(max(s, off) - off, min(e, end) - off) for s, e in speech if e > off and s < end]
+            sub = (
+                None
+                if speech is None
+                else [(max(s, off) - off, min(e, end) - off) for s, e in speech if e > off and s < end]
+            )
             p = None if progress is None else (lambda sec, off=off: progress(off + sec))
             for u in self.transcribe(samples[a:b], progress=p, speech=sub):
                 u.start, u.end = u.start + off, u.end + off

@@ -100,7 +100,9 @@ BLOCK_S = 300.0
 BLOCK_SEARCH_S = 30.0
 
 
-def block_bounds(x: np.ndarray, sr: int = SAMPLE_RATE, max_s: float = BLOCK_S, search_s: float = BLOCK_SEARCH_S) -> list[int]:
+def block_bounds(
+    x: np.ndarray, sr: int = SAMPLE_RATE, max_s: float = BLOCK_S, search_s: float = BLOCK_SEARCH_S
+) -> list[int]:
     """Sample indices that cut ``x`` into blocks of at most ``max_s`` seconds.
 
     Each cut lies at the quietest 100 ms frame of the last ``search_s``
@@ -185,7 +187,9 @@ def load_audio(path: str | os.PathLike) -> AudioData:
         except AudioError:
             raise
         except Exception as e:
-            detail = str(first_error or e).strip().splitlines()[0] if str(first_error or e).strip() else type(e).__name__
+            detail = (
+                str(first_error or e).strip().splitlines()[0] if str(first_error or e).strip() else type(e).__name__
+            )
             if _only_id3(p):
                 raise AudioError(p, "MP3 with an ID3 tag but no audio frames") from e
             raise AudioError(p, _friendly(detail, p)) from e

@@ -14,7 +14,22 @@ from speechpipe.config import COUNSELLOR_CHANNELS as CHANNELS
 from speechpipe.privacy import Pseudonymiser
 from speechpipe.records import CallResult
 
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".au", ".aiff", ".aif", ".caf", ".webm", ".mp4")
+AUDIO_EXTS = (
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".au",
+    ".aiff",
+    ".aif",
+    ".caf",
+    ".webm",
+    ".mp4",
+)
 PATH_COLUMNS = ("path", "file", "audio", "filename")
 
 

@@ -46,12 +46,24 @@ def register(app, eval_app):
 
     @app.command()
     def batch(
-        source: Path = typer.Argument(..., help="Directory of recordings (walked recursively), a path list (.txt) or a CSV manifest (path[,call_id,counsellor_channel,…])."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output directory (manifest, per-call outputs, tables, errors)."),
-        resume: bool = typer.Option(False, "--resume", help="Skip inputs already done with the same content and settings."),
+        source: Path = typer.Argument(
+            ...,
+            help="Directory of recordings (walked recursively), a path list (.txt) or a CSV manifest "
+            "(path[,call_id,counsellor_channel,…]).",
+        ),
+        out: Path = typer.Option(
+            ..., "--out", "-o", help="Output directory (manifest, per-call outputs, tables, errors)."
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="Skip inputs already done with the same content and settings."
+        ),
         engine: str = typer.Option("local", "--engine", help="local | ray"),
-        workers: int = typer.Option(1, "--workers", min=1, help="Ray actors (one per GPU, or per --cpu-threads cores)."),
-        address: Optional[str] = typer.Option(None, "--address", help="Existing Ray cluster (e.g. ray://head:10001 or auto); default a private local one."),
+        workers: int = typer.Option(
+            1, "--workers", min=1, help="Ray actors (one per GPU, or per --cpu-threads cores)."
+        ),
+        address: Optional[str] = typer.Option(
+            None, "--address", help="Existing Ray cluster (e.g. ray://head:10001 or auto); default a private local one."
+        ),
         asr_model: Optional[str] = common.ASR_MODEL,
         device: str = common.DEVICE,
         compute_type: Optional[str] = common.COMPUTE,
@@ -140,7 +152,10 @@ def register(app, eval_app):
                 raise typer.Exit(2) from None
         con.print(_summary_table(summary))
         if summary.failed:
-            con.print(f"{summary.failed} input(s) failed: reasons in {out / 'errors.jsonl'}, details in {out / 'speechpipe.log'}")
+            con.print(
+                f"{summary.failed} input(s) failed: reasons in {out / 'errors.jsonl'}, "
+                f"details in {out / 'speechpipe.log'}"
+            )
         raise typer.Exit(2 if summary.failed else 0)
 
     @app.command()
@@ -148,11 +163,17 @@ def register(app, eval_app):
         batch_dir: Path = typer.Argument(..., help="Output directory of a batch (with calls.parquet)."),
         n: int = typer.Option(20, "--n", min=1, help="Number of calls to draw."),
         seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same sample)."),
-        stratify: Optional[str] = typer.Option(None, "--stratify", help="Column of calls.parquet to stratify by, e.g. structure."),
+        stratify: Optional[str] = typer.Option(
+            None, "--stratify", help="Column of calls.parquet to stratify by, e.g. structure."
+        ),
         where: Optional[str] = typer.Option(
-            None, "--where",
-            help="SQL condition on calls.parquet columns, e.g. \"n_heavy_breaths > 0\" or \"category_long_hold\"."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the sample (default DIR/samples/<name>)."),
+            None,
+            "--where",
+            help='SQL condition on calls.parquet columns, e.g. "n_heavy_breaths > 0" or "category_long_hold".',
+        ),
+        out: Optional[Path] = typer.Option(
+            None, "--out", "-o", help="Where to write the sample (default DIR/samples/<name>)."
+        ),
     ):
         """Draw a reproducible random sample of processed calls; write the list and their reports."""
         from speechpipe.batch.sample import SampleError, draw_sample, write_sample

@@ -10,8 +10,14 @@ def register(app, eval_app):
     def bench(
         quick: bool = typer.Option(False, "--quick", help="Short audio, few repetitions (about a minute)."),
         as_json: bool = typer.Option(False, "--json", help="End stdout with one JSON object of all figures."),
-        smoke: bool = typer.Option(False, "--smoke", hidden=True, help="A few seconds per stage: checks the JSON contract only."),
-        scaling: bool = typer.Option(False, "--scaling", help="Also measure time/memory vs call length and batch size (long; writes docs/scaling.*)."),
+        smoke: bool = typer.Option(
+            False, "--smoke", hidden=True, help="A few seconds per stage: checks the JSON contract only."
+        ),
+        scaling: bool = typer.Option(
+            False,
+            "--scaling",
+            help="Also measure time/memory vs call length and batch size (long; writes docs/scaling.*).",
+        ),
     ):
         """Measure ASR, diarisation, prosody, tagger and end-to-end speed on this machine."""
         try:
@@ -19,5 +25,7 @@ def register(app, eval_app):
         except ImportError as e:
             typer.echo(f"benchmarks package not importable ({e}); install speechpipe from its source tree", err=True)
             raise typer.Exit(1) from None
-        argv = [f for f, on in (("--quick", quick), ("--json", as_json), ("--smoke", smoke), ("--scaling", scaling)) if on]
+        argv = [
+            f for f, on in (("--quick", quick), ("--json", as_json), ("--smoke", smoke), ("--scaling", scaling)) if on
+        ]
         raise typer.Exit(orchestrator.main(argv))

@@ -86,7 +86,9 @@ def asr_options(
 
 
 # Options shared by `run` and `batch`; typer needs them spelled per command.
-ASR_MODEL = typer.Option(None, "--asr-model", help="Local CTranslate2 Whisper directory (e.g. NB-Whisper). Default: embedded base model.")
+ASR_MODEL = typer.Option(
+    None, "--asr-model", help="Local CTranslate2 Whisper directory (e.g. NB-Whisper). Default: embedded base model."
+)
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda")
 COMPUTE = typer.Option(None, "--compute-type", help="CTranslate2 compute type; default int8 on CPU, float16 on GPU.")
 BEAM = typer.Option(5, "--beam-size", min=1, help="Beam size for decoding.")
@@ -94,16 +96,31 @@ PROMPT = typer.Option(None, "--initial-prompt", help="Initial prompt (vocabulary
 NAV_PROMPT_OPT = typer.Option(False, "--nav-prompt", help="Use the built-in NAV vocabulary as initial prompt.")
 VAD_T = typer.Option(0.5, "--vad-threshold", min=0.0, max=1.0, help="Silero VAD speech probability threshold.")
 VAD_S = typer.Option(500, "--vad-min-silence-ms", min=0, help="Silence (ms) that splits speech chunks.")
-THREADS = typer.Option(0, "--cpu-threads", min=0, help="CTranslate2 threads per ASR replica (0: the cores shared out between replicas).")
-ASR_WORKERS = typer.Option(0, "--asr-workers", min=0, help="ASR model replicas decoding in parallel (0: one per core on the CPU, at most 4; 1 on a GPU).")
+THREADS = typer.Option(
+    0, "--cpu-threads", min=0, help="CTranslate2 threads per ASR replica (0: the cores shared out between replicas)."
+)
+ASR_WORKERS = typer.Option(
+    0,
+    "--asr-workers",
+    min=0,
+    help="ASR model replicas decoding in parallel (0: one per core on the CPU, at most 4; 1 on a GPU).",
+)
 DIARIZER = typer.Option("auto", "--diarizer", help=" | ".join(DIARIZERS))
-PYANNOTE = typer.Option(None, "--pyannote-pipeline", help="Local pyannote pipeline directory (with --diarizer pyannote).")
+PYANNOTE = typer.Option(
+    None, "--pyannote-pipeline", help="Local pyannote pipeline directory (with --diarizer pyannote)."
+)
 COUNSELLOR = typer.Option("auto", "--counsellor-channel", help="left | right | auto (stereo calls).")
 LAYOUT = typer.Option("auto", "--channel-layout",
                       help="auto | mono | two_party | duplicated | one_silent: override the detected stereo layout.")
-REDACT = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses in all text outputs.")
+REDACT = typer.Option(
+    False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses in all text outputs."
+)
 FORMATS = typer.Option("all", "--formats", help="Comma list of json,rttm,vtt,srt,textgrid,eaf,parquet,html or 'all'.")
-PSEUDO = typer.Option(False, "--pseudonymise", help="Name outputs by a keyed hash instead of the file name (key: SPEECHPIPE_PSEUDONYM_KEY).")
+PSEUDO = typer.Option(
+    False,
+    "--pseudonymise",
+    help="Name outputs by a keyed hash instead of the file name (key: SPEECHPIPE_PSEUDONYM_KEY).",
+)
 REPORT_AUDIO = typer.Option(False, "--report-audio",
                             help="The HTML report plays the original recording (relative path; nothing copied).")
 RULES = typer.Option(None, "--rules",

@@ -28,17 +28,30 @@ def register(app, eval_app):
     @eval_app.command("diarization")
     def eval_diarization(
         audio: Optional[List[Path]] = typer.Argument(None, help="Recordings to diarise (mono or stereo)."),
-        ref: List[Path] = typer.Option(..., "--ref", help="Reference RTTM, one per recording in the same order, "
-                                       "or one RTTM holding every recording (matched by file stem)."),
+        ref: List[Path] = typer.Option(
+            ...,
+            "--ref",
+            help="Reference RTTM, one per recording in the same order, "
+            "or one RTTM holding every recording (matched by file stem).",
+        ),
         diarizer: str = typer.Option("auto", "--diarizer", help=" | ".join(DIARIZERS)),
-        pyannote_pipeline: Optional[str] = typer.Option(None, "--pyannote-pipeline", help="Local pyannote pipeline directory."),
-        collar: float = typer.Option(0.25, "--collar", min=0.0,
-                                     help="Total no-score width around each reference boundary (pyannote "
-                                          "convention: 0.25 = ±0.125 s; NIST md-eval's ±0.25 s is 0.5)."),
+        pyannote_pipeline: Optional[str] = typer.Option(
+            None, "--pyannote-pipeline", help="Local pyannote pipeline directory."
+        ),
+        collar: float = typer.Option(
+            0.25,
+            "--collar",
+            min=0.0,
+            help="Total no-score width around each reference boundary (pyannote "
+            "convention: 0.25 = ±0.125 s; NIST md-eval's ±0.25 s is 0.5).",
+        ),
         skip_overlap: bool = typer.Option(False, "--skip-overlap", help="Do not score overlapping speech."),
         from_output: Optional[Path] = typer.Option(
-            None, "--from-output", help="Score the RTTM files a run/batch wrote in this folder (what users get) "
-            "instead of diarising AUDIO; references matched by file stem."),
+            None,
+            "--from-output",
+            help="Score the RTTM files a run/batch wrote in this folder (what users get) "
+            "instead of diarising AUDIO; references matched by file stem.",
+        ),
     ):
         """Diarise each recording and report DER, miss, false alarm, confusion (pyannote.metrics)."""
         from rich.console import Console
@@ -95,15 +108,28 @@ def register(app, eval_app):
             r = DiarizationErrorRate(collar=collar, skip_overlap=skip_overlap)(reference, hyp, uem=uem, detailed=True)
             total(reference, hyp, uem=uem)
             tot = r["total"] or 1.0
-            table.add_row(path.name, f"{100 * r['diarization error rate']:.1f}", f"{100 * r['missed detection'] / tot:.1f}",
-                          f"{100 * r['false alarm'] / tot:.1f}", f"{100 * r['confusion'] / tot:.1f}",
-                          f"{len(reference.labels())}/{len(hyp.labels())}", f"{r['total']:.1f}")
+            table.add_row(
+                path.name,
+                f"{100 * r['diarization error rate']:.1f}",
+                f"{100 * r['missed detection'] / tot:.1f}",
+                f"{100 * r['false alarm'] / tot:.1f}",
+                f"{100 * r['confusion'] / tot:.1f}",
+                f"{len(reference.labels())}/{len(hyp.labels())}",
+                f"{r['total']:.1f}",
+            )
         table.title = f"Diarisation ({d.name}, collar {collar:g} s)"
         if len(total.results_):
             c = total.accumulated_
             tot = c["total"] or 1.0
-            table.add_row("[bold]all", f"[bold]{100 * abs(total):.1f}", f"{100 * c['missed detection'] / tot:.1f}",
-                          f"{100 * c['false alarm'] / tot:.1f}", f"{100 * c['confusion'] / tot:.1f}", "", f"{c['total']:.1f}")
+            table.add_row(
+                "[bold]all",
+                f"[bold]{100 * abs(total):.1f}",
+                f"{100 * c['missed detection'] / tot:.1f}",
+                f"{100 * c['false alarm'] / tot:.1f}",
+                f"{100 * c['confusion'] / tot:.1f}",
+                "",
+                f"{c['total']:.1f}",
+            )
         con.print(table)
         raise typer.Exit(2 if failed else 0)
 

@@ -11,9 +11,13 @@ import typer
 def register(app, eval_app):
     @eval_app.command("asr")
     def eval_asr(
-        audio: List[Path] = typer.Argument(..., help="Recordings; each needs a reference AUDIO_STEM.ref.txt beside it (or in --refs)."),
+        audio: List[Path] = typer.Argument(
+            ..., help="Recordings; each needs a reference AUDIO_STEM.ref.txt beside it (or in --refs)."
+        ),
         refs: Optional[Path] = typer.Option(None, "--refs", help="Directory holding STEM.ref.txt references."),
-        asr_model: Optional[str] = typer.Option(None, "--asr-model", help="Local CTranslate2 Whisper directory; default embedded."),
+        asr_model: Optional[str] = typer.Option(
+            None, "--asr-model", help="Local CTranslate2 Whisper directory; default embedded."
+        ),
         device: str = typer.Option("auto", "--device"),
         beam_size: int = typer.Option(5, "--beam-size"),
     ):
@@ -46,6 +50,10 @@ def register(app, eval_app):
             hyps_all.append(hyp)
             table.add_row(path.name, f"{word_error_rate([ref], [hyp]):.3f}", str(len(ref.split())))
         if refs_all:
-            table.add_row("[bold]all", f"[bold]{word_error_rate(refs_all, hyps_all):.3f}", str(sum(len(r.split()) for r in refs_all)))
+            table.add_row(
+                "[bold]all",
+                f"[bold]{word_error_rate(refs_all, hyps_all):.3f}",
+                str(sum(len(r.split()) for r in refs_all)),
+            )
         con.print(table)
         raise typer.Exit(2 if failed else 0)

@@ -7,7 +7,9 @@ from typing import List, Optional
 
 import typer
 
-MODEL = typer.Option(None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v3.")
+MODEL = typer.Option(
+    None, "--model", help="Tagger model (STEM, STEM.json or STEM.npz); default: the shipped models/tagger-v3."
+)
 FAST = typer.Option(False, "--fast", help="Use tagger-v3-fast: no sentence embeddings (archive re-tags at full speed; "
                     "a little less accurate, see models/tagger-card.md).")
 
@@ -81,13 +83,19 @@ def _tag_table_file(tagger, path: Path, out: Path, con, redact: bool = False) ->
 def register(app, eval_app):
     @app.command("tag")
     def tag(
-        transcripts: List[Path] = typer.Argument(..., help="Transcripts in the gold format (utterances with speaker and text), "
-                                                 "or utterance tables (.parquet: call_id, speaker, text, as `run` exports them)."),
+        transcripts: List[Path] = typer.Argument(
+            ...,
+            help="Transcripts in the gold format (utterances with speaker and text), "
+            "or utterance tables (.parquet: call_id, speaker, text, as `run` exports them).",
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Output directory for DIR/<call_id>.json."),
-        redact: bool = typer.Option(False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses."),
+        redact: bool = typer.Option(
+            False, "--redact", help="Replace personal numbers, phones, accounts, e-mails, addresses."
+        ),
         model: Optional[Path] = MODEL,
-        rules: Optional[Path] = typer.Option(None, "--rules",
-                                             help="Category rule file (YAML); default: the shipped NKS set."),
+        rules: Optional[Path] = typer.Option(
+            None, "--rules", help="Category rule file (YAML); default: the shipped NKS set."
+        ),
         fast: bool = FAST,
     ):
         """Tag acts, phases and call structure from text; gold labels in the files are ignored.
@@ -153,11 +161,16 @@ def register(app, eval_app):
     @app.command("train-tagger")
     def train_tagger(
         gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts (e.g. ../shared/tagger-dev)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Model stem to write (default models/tagger-v3, "
-                                           "with --fast models/tagger-v3-fast)."),
+        out: Optional[Path] = typer.Option(
+            None, "--out", help="Model stem to write (default models/tagger-v3, with --fast models/tagger-v3-fast)."
+        ),
         c: float = typer.Option(0.5, "--C", help="Inverse L2 regularisation strength of the act models."),
-        tune: int = typer.Option(0, "--tune-thresholds", help="Inner CV folds that choose each act's threshold (0: all 0.5)."),
-        no_cv: bool = typer.Option(False, "--no-cv", help="Skip cross-validation (then the act confidences are not calibrated)."),
+        tune: int = typer.Option(
+            0, "--tune-thresholds", help="Inner CV folds that choose each act's threshold (0: all 0.5)."
+        ),
+        no_cv: bool = typer.Option(
+            False, "--no-cv", help="Skip cross-validation (then the act confidences are not calibrated)."
+        ),
         folds: Optional[int] = typer.Option(None, "--folds", help="CV folds (default: leave one call out)."),
         fast: bool = typer.Option(False, "--fast", help="Train the fast model (no sentence embeddings)."),
     ):
@@ -192,7 +205,9 @@ def register(app, eval_app):
         gold: Path = typer.Option(..., "--gold", help="Directory of gold transcripts with acts and phases."),
         model: Optional[Path] = MODEL,
         fast: bool = FAST,
-        asr_like: bool = typer.Option(False, "--asr-like", help="Also score an ASR-like copy (lower case, no punctuation, errors)."),
+        asr_like: bool = typer.Option(
+            False, "--asr-like", help="Also score an ASR-like copy (lower case, no punctuation, errors)."
+        ),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON here."),
     ):
         """Act F1, phase accuracy and structure against your own gold transcripts."""

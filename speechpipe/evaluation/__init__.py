@@ -48,5 +48,7 @@ def role_time_accuracy(ref, utterances, only: str | None = None) -> float:
         if only and role != only:
             continue
         total += seg.duration
-        good += sum(x.duration for x, _, r in hyp.crop(seg, mode="intersection").itertracks(yield_label=True) if r == role)
+        good += sum(
+            x.duration for x, _, r in hyp.crop(seg, mode="intersection").itertracks(yield_label=True) if r == role
+        )
     return good / total if total else 0.0

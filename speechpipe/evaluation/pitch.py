@@ -83,7 +83,11 @@ def gross_error_rate(
     voiced) and the share of gross errors that are octave errors (ratio near
     2 or 1/2).
     """
-    est = np.interp(true_times, times, np.nan_to_num(f0, nan=0.0), left=0.0, right=0.0) if len(times) else np.zeros_like(true_times)
+    est = (
+        np.interp(true_times, times, np.nan_to_num(f0, nan=0.0), left=0.0, right=0.0)
+        if len(times)
+        else np.zeros_like(true_times)
+    )
     # interpolation across a voiced/unvoiced boundary is not a value: use the nearest frame instead
     if len(times):
         near = np.clip(np.searchsorted(times, true_times), 0, len(times) - 1)

@@ -35,7 +35,10 @@ def score_call(ref: dict, utterances: list[Utterance], events: list[Event]) -> d
             matched.add(hit[0])
             tp += 1
     heavy_ok = sum(
-        1 for e in dets for i, r in enumerate(refs) if e.start < r["end"] and e.end > r["start"] and bool(r["heavy"]) == e.heavy
+        1
+        for e in dets
+        for i, r in enumerate(refs)
+        if e.start < r["end"] and e.end > r["start"] and bool(r["heavy"]) == e.heavy
     )
     return {
         "intonation_n": len(into),

@@ -43,7 +43,9 @@ class NoTimesError(ValueError):
 
 
 def _timed(result: CallResult) -> list[tuple[int, Utterance]]:
-    utts = [(i, u) for i, u in enumerate(result.utterances) if u.start is not None and u.end is not None and u.end > u.start]
+    utts = [
+        (i, u) for i, u in enumerate(result.utterances) if u.start is not None and u.end is not None and u.end > u.start
+    ]
     if not utts:
         raise NoTimesError(f"{result.call_id}: no utterance times (text-only result); timed exports skipped")
     return utts
@@ -96,7 +98,12 @@ def to_vtt(result: CallResult) -> str:
     lines = ["WEBVTT", "", f"NOTE speechpipe call {result.call_id}", ""]
     for n, (_, u) in enumerate(_timed(result), 1):
         voice = SPEAKER_LABELS.get(u.speaker, u.speaker)
-        lines += [str(n), f"{_ts(u.start, '.')} --> {_ts(u.end, '.')}", f"<v {voice}>{_escape_vtt(_one_line(u.text))}", ""]
+        lines += [
+            str(n),
+            f"{_ts(u.start, '.')} --> {_ts(u.end, '.')}",
+            f"<v {voice}>{_escape_vtt(_one_line(u.text))}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -159,7 +166,9 @@ def tier_plan(result: CallResult) -> dict[str, list[Interval]]:
                 bc.append((u.start, u.end, u.intonation))
         tiers[f"{spk}-backchannel"] = bc
         ev = [e for e in result.events if e.speaker == spk and e.end > e.start]
-        tiers[f"{spk}-breaths"] = [(e.start, e.end, "heavy breath" if e.heavy else "breath") for e in ev if e.type == "breath"]
+        tiers[f"{spk}-breaths"] = [
+            (e.start, e.end, "heavy breath" if e.heavy else "breath") for e in ev if e.type == "breath"
+        ]
         other = [(e.start, e.end, e.type) for e in ev if e.type != "breath"]
         if other:
             tiers[f"{spk}-events"] = other
@@ -206,7 +215,9 @@ def to_eaf(result: CallResult) -> bytes:
 
     tiers = tier_plan(result)
     eaf = Eaf(author="speechpipe")
-    eaf.add_language("eng", "http://cdb.iso.org/lg/CDB-00130975-001", "English (labels)")  # ISO 639 reference id, not fetched
+    eaf.add_language(
+        "eng", "http://cdb.iso.org/lg/CDB-00130975-001", "English (labels)"
+    )  # ISO 639 reference id, not fetched
     vocab = {"acts": ACTS, "phases": PHASES, "intonation": INTONATIONS}
     for cv, labels in vocab.items():
         eaf.add_controlled_vocabulary(cv)

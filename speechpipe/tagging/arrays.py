@@ -135,7 +135,9 @@ def distinct_rows(out: dict, all_names: np.ndarray) -> tuple[np.ndarray, list, l
     k = int(n_acts.max()) if len(n_acts) else 0
     E = np.zeros((len(codes), k), dtype=np.int64)  # evidence ids + 1 per act slot, 0 = none
     if k:
-        E[np.repeat(np.arange(len(codes)), n_acts), np.arange(len(ev)) - np.repeat(np.cumsum(n_acts) - n_acts, n_acts)] = ev + 1
+        E[
+            np.repeat(np.arange(len(codes)), n_acts), np.arange(len(ev)) - np.repeat(np.cumsum(n_acts) - n_acts, n_acts)
+        ] = ev + 1
     inv = pd.factorize(codes * 4 + phase)[0]
     for j in range(k):  # refine the row key one evidence slot at a time (exact, never overflows)
         inv = pd.factorize(inv * M + E[:, j])[0]

@@ -121,7 +121,9 @@ class Embedder:
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.cache.with_name(self.cache.name + f".{os.getpid()}.tmp.npz")
         keys = np.array(list(self._disk), dtype=object).astype(str)
-        np.savez(tmp, keys=keys, vecs=np.stack(list(self._disk.values())) if self._disk else np.zeros((0, DIM), np.float32))
+        np.savez(
+            tmp, keys=keys, vecs=np.stack(list(self._disk.values())) if self._disk else np.zeros((0, DIM), np.float32)
+        )
         os.replace(tmp, self.cache)
         self._dirty = False
 

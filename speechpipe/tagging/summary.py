@@ -70,7 +70,9 @@ def summarise_reference(utterances, p_funnel: float | None = None) -> dict:
     if timed:
         amount = {s: sum(u.end - u.start for u, x in zip(utterances, spk) if x == s) for s in present}
     else:
-        amount = {s: sum(len(normalise_tokens(u.text or "")) for u, x in zip(utterances, spk) if x == s) for s in present}
+        amount = {
+            s: sum(len(normalise_tokens(u.text or "")) for u, x in zip(utterances, spk) if x == s) for s in present
+        }
     tot = sum(amount.values())
     bc = {s: sum(1 for u, x in zip(utterances, spk) if x == s and "backchannel" in u.acts) for s in present}
     out = {
@@ -192,8 +194,9 @@ def summarise_batch(b: Batch, acts: np.ndarray, phase: np.ndarray, n_tokens_text
             row_conf[key] = x[np.where(at == BIG, b.n, at)].tolist()
         p_funnel = p_funnel.tolist()
     B, big = len(b.offsets) - 1, BIG
-    lens, reo, emp, info, emo, nxt, wm, timed, t0, t1 = (m[k] for k in ("lens", "reo", "emp", "info", "emo", "nxt", "wm",
-                                                                          "timed", "t0", "t1"))
+    lens, reo, emp, info, emo, nxt, wm, timed, t0, t1 = (
+        m[k] for k in ("lens", "reo", "emp", "info", "emo", "nxt", "wm", "timed", "t0", "t1")
+    )
     amount_t, amount_w, present, bc, holds = m["amount_t"], m["amount_w"], m["present"], m["bc"], m["holds"]
     sil_n, sil_s, ov_n, ov_s = m["sil_n"], m["sil_s"], m["ov_n"], m["ov_s"]
 

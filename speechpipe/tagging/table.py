@@ -81,7 +81,9 @@ def _floats(table, name: str, path) -> np.ndarray:
     try:
         return pc.cast(table[name], pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise TableError(path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})") from e
+        raise TableError(
+            path, f"column {name} is not numeric ({table.schema.field(name).type}: {str(e).splitlines()[0]})"
+        ) from e
 
 
 def encode_table(table, path="<table>"):
@@ -97,7 +99,9 @@ def encode_table(table, path="<table>"):
     table = _as_table(table)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
-        raise TableError(path, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})")
+        raise TableError(
+            path, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})"
+        )
     n = table.num_rows
     cid = pc.cast(table["call_id"], pa.string())
     if cid.null_count:
@@ -190,7 +194,9 @@ def call_table(b: Batch, out: dict, call_ids: list, model: str | None = None):
     rate_min = _r3(m["bc"] / np.where(minutes > 0, minutes, 1)[:, None])
     rate_utt = _r3(100 * m["bc"] / np.maximum(lens, 1)[:, None])
     for s, name in enumerate(SPK):
-        cols[f"backchannel_rate_per_min_{name}"] = _col(rate_min[:, s], timed & present[:, s] & (minutes > 0), pa.float64())
+        cols[f"backchannel_rate_per_min_{name}"] = _col(
+            rate_min[:, s], timed & present[:, s] & (minutes > 0), pa.float64()
+        )
     for s, name in enumerate(SPK):
         cols[f"backchannel_rate_per_100_utt_{name}"] = _col(rate_utt[:, s], ~timed & present[:, s], pa.float64())
     cols["silences"] = _col(m["sil_n"].astype(np.int64), timed, pa.int64())
@@ -253,10 +259,14 @@ def tag_parquet(tagger: Tagger, src: str | os.PathLike, out_dir: str | os.PathLi
     try:
         pf = pq.ParquetFile(src)
     except Exception as e:  # not Parquet, truncated, unreadable
-        raise TableError(src, f"cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        raise TableError(
+            src, f"cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
     missing = [c for c in REQUIRED if c not in pf.schema_arrow.names]
     if missing:
-        raise TableError(src, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})")
+        raise TableError(
+            src, f"missing column(s) {', '.join(missing)} (an utterance table needs {', '.join(REQUIRED)})"
+        )
     out_dir = Path(out_dir)
     dst_u, dst_c = out_dir / f"{src.stem}.parquet", out_dir / f"{src.stem}.calls.parquet"
     if dst_u.resolve() == src.resolve():

@@ -55,14 +55,20 @@ def choose_thresholds(L: np.ndarray, Y: np.ndarray, S: np.ndarray, W: np.ndarray
         if y.sum() == 0:
             out[a] = 0.5
             continue
-        f1 = [2 * (y & (x > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (x > np.log(p / (1 - p))).sum()) for p in GRID]
+        f1 = [
+            2 * (y & (x > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (x > np.log(p / (1 - p))).sum()) for p in GRID
+        ]
         best = max(f1)
         out[a] = float(min((p for p, f in zip(GRID, f1) if f >= best - 1e-12), key=lambda p: (abs(p - 0.5), p)))
     return out
 
 
 def _f1s(tp, fp, fn) -> dict:
-    per = {a: round(float(2 * tp[k] / max(1, 2 * tp[k] + fp[k] + fn[k])), 3) for k, a in enumerate(ACTS) if tp[k] + fn[k] > 0}
+    per = {
+        a: round(float(2 * tp[k] / max(1, 2 * tp[k] + fp[k] + fn[k])), 3)
+        for k, a in enumerate(ACTS)
+        if tp[k] + fn[k] > 0
+    }
     T, F, N = tp.sum(), fp.sum(), fn.sum()
     return {"act_micro_f1": round(float(2 * T / max(1, 2 * T + F + N)), 4),
             "act_macro_f1": round(float(np.mean(list(per.values()))), 4), "per_act_f1": per}
@@ -77,8 +83,12 @@ def tuned_scores(blocks: list[dict]) -> dict:
         exact = n = 0
         for blk in (x for x in blocks if x["kind"] == kind):
             others = [x for x in blocks if x["g"] != blk["g"] and x["kind"] != "single"]
-            thr = choose_thresholds(*(np.vstack([x[k] for x in others]) if k in "LY" else np.concatenate([x[k] for x in others])
-                                      for k in "LYSW"))
+            thr = choose_thresholds(
+                *(
+                    np.vstack([x[k] for x in others]) if k in "LY" else np.concatenate([x[k] for x in others])
+                    for k in "LYSW"
+                )
+            )
             p = np.array([thr[a] for a in ACTS])
             P = blk["decide"](np.log(p / (1 - p)))
             Y = blk["Y"]
@@ -90,8 +100,9 @@ def tuned_scores(blocks: list[dict]) -> dict:
         if n:
             res[kind] = {**_f1s(tp, fp, fn), "exact_set_accuracy": round(exact / n, 4)}
     full = [x for x in blocks if x["kind"] != "single"]
-    res["thresholds"] = choose_thresholds(*(np.vstack([x[k] for x in full]) if k in "LY" else np.concatenate([x[k] for x in full])
-                                            for k in "LYSW"))
+    res["thresholds"] = choose_thresholds(
+        *(np.vstack([x[k] for x in full]) if k in "LY" else np.concatenate([x[k] for x in full]) for k in "LYSW")
+    )
     return res
 
 
@@ -137,7 +148,9 @@ def cross_validate(calls: list[dict], folds: int | None = None, groups: list[lis
         if excerpts:  # every held-out utterance alone, clean text
             singles = [[Utterance(u.speaker, None, None, u.text)] for c in test for u in c["utterances"]]
             t.tag_calls(singles)
-            sc = [{"utterances": s, "gold_acts": [a]} for s, a in zip(singles, (a for c in test for a in c["gold_acts"]))]
+            sc = [
+                {"utterances": s, "gold_acts": [a]} for s, a in zip(singles, (a for c in test for a in c["gold_acts"]))
+            ]
             L, _, S, W, decide = _logits(t, sc)
             blocks.append({"kind": "single", "g": g, "L": L, "Y": _gold_matrix(sc), "S": S, "W": W, "decide": decide})
             for (u,), ga in zip(singles, (a for c in test for a in c["gold_acts"])):
@@ -148,8 +161,13 @@ def cross_validate(calls: list[dict], folds: int | None = None, groups: list[lis
     res = {"folds": len(groups), "clean": score(pred["clean"], gold["clean"]),
            "asr_like": score(pred["asr_like"], gold["asr_like"]), "cpu_s": round(time.process_time() - t0, 1)}
     if len(groups) <= 8:  # per held-out group (e.g. the writer groups)
-        res["per_group"] = [{n: {k: g[n][k] for k in ("act_micro_f1", "act_macro_f1", "phase_accuracy", "structure_right", "calls")}
-                             for n in g} for g in per_group]
+        res["per_group"] = [
+            {
+                n: {k: g[n][k] for k in ("act_micro_f1", "act_macro_f1", "phase_accuracy", "structure_right", "calls")}
+                for n in g
+            }
+            for g in per_group
+        ]
     if excerpts and single_n:
         res["single"] = {"utterances": single_n, "exact_set_accuracy": round(single_ok / single_n, 4),
                          "act_micro_f1": round(2 * s_tp / max(1, 2 * s_tp + s_fp + s_fn), 4)}
@@ -185,8 +203,14 @@ def _table(conf, correct) -> dict:
     for lo, hi in zip(BINS, BINS[1:]):
         m = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
         if m.any():
-            rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": int(m.sum()), "mean_confidence": round(float(conf[m].mean()), 3),
-                         "accuracy": round(float(correct[m].mean()), 3)})
+            rows.append(
+                {
+                    "bin": f"{lo:.1f}-{hi:.1f}",
+                    "n": int(m.sum()),
+                    "mean_confidence": round(float(conf[m].mean()), 3),
+                    "accuracy": round(float(correct[m].mean()), 3),
+                }
+            )
             ece += m.sum() * abs(conf[m].mean() - correct[m].mean())
     return {"n": int(len(conf)), "ece": round(float(ece / max(1, len(conf))), 4), "bins": rows}
 
