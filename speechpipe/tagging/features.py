@@ -47,13 +47,15 @@ LATE_FAMILIES = ("greeting", "what_more", "summary", "thanks", "new_topic", "han
                  "info", "emotion", "request", "closed_q", "open_q")
 # Reopen cues: a return to mapping after solution/closing (the hourglass) is scored
 # per utterance from these, and the score sets that utterance's reopen transition.
-REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "decline", "goodbye", "minimal", "long", "question",
-                "caller", "other", "first_other", "other_after_non_other", "spk_change", "late",
+REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "decline", "goodbye", "minimal", "long",
+                "question", "caller", "other", "first_other", "other_after_non_other", "spk_change", "late",
                 "prev_what_more", "prev2_what_more", "prev_summary", "prev2_summary", "wm_then_not_decline",
                 "summary_then_caller_words")
 TOPIC_WINDOWS = (2, 5, 9)
 EXCERPT_ROWS = 3  # a "call" this short is an excerpt (quoted utterances), not a call: no position features
-END_ROWS = (3, 6, 10)  # "within the last N rows of the call": closings are short and come last  # a new-topic/handover cue by a non-counsellor this many rows back or fewer
+# "within the last N rows of the call": closings are short and come last
+# (a new-topic/handover cue by a non-counsellor this many rows back or fewer)
+END_ROWS = (3, 6, 10)
 TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
               *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
 
@@ -90,7 +92,8 @@ class Batch:
         """Calls ``c0:c1`` as a batch (views; ``texts`` shared, so text codes stay valid)."""
         r0, r1 = self.offsets[c0], self.offsets[c1]
         return Batch(self.texts, self.text_code[r0:r1], self.spk[r0:r1], self.rise[r0:r1], self.start[r0:r1],
-                     self.end[r0:r1], self.offsets[c0:c1 + 1] - r0, None if self.acoustic is None else self.acoustic[r0:r1])
+                     self.end[r0:r1], self.offsets[c0:c1 + 1] - r0,
+                     None if self.acoustic is None else self.acoustic[r0:r1])
 
     def row_in_call(self) -> np.ndarray:
         return np.arange(self.n) - np.repeat(self.offsets[:-1], np.diff(self.offsets))
@@ -165,7 +168,8 @@ class FeatureSpace:
             for p in self.families[name]:
                 rows.append(self.col[p])
                 cols.append(f)
-        self.fam_matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.vocab), len(self.fam_names)))
+        self.fam_matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                        shape=(len(self.vocab), len(self.fam_names)))
         self.fam_col = {n: i for i, n in enumerate(self.fam_names)}
         # Character n-grams (tagger-v3) come last in the text block: [n-grams | families | flags | chars].
         self.chars = list(chars or [])
@@ -176,10 +180,11 @@ class FeatureSpace:
         # (mean, P): the embeddings are centred and projected on their first emb_dim principal axes, whitened
         # (fitted on the training texts), so a few dense columns carry them and the solver stays fast
         self.emb_proj = emb_proj
-        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA, *(f"chr:{g}" for g in self.chars),
-                           *(f"emb:{k}" for k in range(self.emb_dim))]
+        self.text_names = [*self.vocab, *(f"cue:{f}" for f in self.fam_names), *TEXT_EXTRA,
+                           *(f"chr:{g}" for g in self.chars), *(f"emb:{k}" for k in range(self.emb_dim))]
         self.n_sparse = len(self.text_names) - self.emb_dim
-        self.n_ev = len(self.text_names) - len(self.chars) - self.emb_dim  # text columns that may name evidence (not chars, embeddings)
+        # text columns that may name evidence (not chars, embeddings)
+        self.n_ev = len(self.text_names) - len(self.chars) - self.emb_dim
         self.ctx_names = [
             *(f"spk:{s}" for s in SPK), "q_utt", *(f"pos:{k}" for k in range(N_POS)), "first", "last2",
             "prev_same", "next_same", "prev_q_other", "minimal_after_q", "prev_what_more", "other_first",
@@ -196,7 +201,8 @@ class FeatureSpace:
         if excerpt:
             self.ctx_names.append("excerpt")
             self._pos_cols = [j for j, c in enumerate(self.ctx_names)
-                              if c.startswith(("pos:", "late:", "late_topic", "last_rows:", "bye_near")) or c in ("first", "last2")]
+                              if c.startswith(("pos:", "late:", "late_topic", "last_rows:", "bye_near"))
+                              or c in ("first", "last2")]
         self.n_text = len(self.text_names)
         self.n_ctx = len(self.ctx_names)
 
@@ -331,7 +337,8 @@ class FeatureSpace:
         is_other = spk == 2
         cum = np.cumsum(is_other)
         before = np.repeat(np.concatenate(([0], cum))[b.offsets[:-1]], lens)
-        cols = [fam[:, fc["new_topic"]], fam[:, fc["topic_shift"]], fam[:, fc["handover"]], fam[:, fc["request"]], fam[:, fc["emotion"]], dec,
+        cols = [fam[:, fc["new_topic"]], fam[:, fc["topic_shift"]], fam[:, fc["handover"]], fam[:, fc["request"]],
+                fam[:, fc["emotion"]], dec,
                 fam[:, fc["greeting"]] | fam[:, fc["thanks"]], aux["all_min"][b.text_code], ntok >= 6, q,
                 spk != 0, is_other, is_other & (cum - before == 1), is_other & ~first & (np.roll(spk, 1) != 2),
                 ~first & (np.roll(spk, 1) != spk), 2 * i >= ncall,
@@ -354,11 +361,13 @@ class FeatureSpace:
         spk = speakers[i]
         words = a["n_tokens"] >= 3 and not a["all_min"]
         wm1, wm2, sm1, sm2 = fam_at(1, "what_more"), fam_at(2, "what_more"), fam_at(1, "summary"), fam_at(2, "summary")
-        row = [f[fc["new_topic"]], f[fc["topic_shift"]], f[fc["handover"]], f[fc["request"]], f[fc["emotion"]], f[fc["decline"]],
+        row = [f[fc["new_topic"]], f[fc["topic_shift"]], f[fc["handover"]], f[fc["request"]], f[fc["emotion"]],
+               f[fc["decline"]],
                f[fc["greeting"]] or f[fc["thanks"]], a["all_min"], a["n_tokens"] >= 6, a["qlike"],
                spk != 0, spk == 2, spk == 2 and 2 not in speakers[:i], spk == 2 and i > 0 and speakers[i - 1] != 2,
                i > 0 and speakers[i - 1] != spk, 2 * i >= n,
-               wm1, wm2, sm1, sm2, (wm1 or wm2) and not f[fc["decline"]] and spk != 0, (sm1 or sm2) and spk != 0 and words]
+               wm1, wm2, sm1, sm2, (wm1 or wm2) and not f[fc["decline"]] and spk != 0,
+               (sm1 or sm2) and spk != 0 and words]
         return [float(bool(x)) for x in row]
 
     # -- reference (one utterance at a time) ---------------------------------

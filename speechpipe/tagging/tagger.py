@@ -109,8 +109,10 @@ class Tagger:
         self.meta = meta
         self.name = meta.get("name", MODEL_STEM)
         self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False),
-                               chars=meta.get("char_vocab"), emb_dim=meta.get("emb_dim", 0), excerpt=meta.get("excerpt", False),
-                               emb_proj=(np.asarray(arrays["emb_mean"], np.float64), np.asarray(arrays["emb_proj"], np.float64))
+                               chars=meta.get("char_vocab"), emb_dim=meta.get("emb_dim", 0),
+                               excerpt=meta.get("excerpt", False),
+                               emb_proj=(np.asarray(arrays["emb_mean"], np.float64),
+                                         np.asarray(arrays["emb_proj"], np.float64))
                                if "emb_proj" in arrays else None)
         if self.fs.emb_dim:
             from speechpipe.tagging.embed import EmbeddingError, shared_embedder
@@ -169,12 +171,14 @@ class Tagger:
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
         self.W_ev = self.W_text[:nv, :NA] + self.fs.fam_matrix @ self.W_text[nv:nv + nf, :NA]
         # character n-grams never name evidence (a word or flag is what a person can check)
-        self.ev_names = [f"«{g}»" for g in self.fs.vocab] + [f"text:{n}" for n in self.fs.text_names[nv + nf:self.fs.n_ev]]
+        self.ev_names = ([f"«{g}»" for g in self.fs.vocab]
+                         + [f"text:{n}" for n in self.fs.text_names[nv + nf:self.fs.n_ev]])
         self._ev_names_arr = np.array(self.ev_names, dtype=object)
         self.ctx_names = list(self.fs.ctx_names) + (stack_names(ACTS) if self.stacked else [])
         self._ctx_names_arr = np.array([f"context:{n}" for n in self.ctx_names], dtype=object)
         # one table of evidence names: text columns (n-grams, flags), then context columns
-        self._all_names = np.concatenate([self._ev_names_arr, self._ctx_names_arr, np.array(["acoustic:short_turn"], dtype=object)])
+        self._all_names = np.concatenate([self._ev_names_arr, self._ctx_names_arr,
+                                          np.array(["acoustic:short_turn"], dtype=object)])
         self._acoustic_ev = len(self._all_names) - 1
         # Combined weights of the vectorised path: [first pass | second pass] columns.
         if self.stacked:
@@ -224,7 +228,8 @@ class Tagger:
             C = self.fs.context_block(b, aux)
             acts, phase, C, L, em, reo = self._decide_torch(Xt, C, b, aux)
             ev = self._evidence_names(b, acts, lambda rr: C[rr], best, aux)
-            out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev], "n_tokens": aux["n_tokens"]}
+            out = {"acts": acts, "phase": phase, "ev_ids": ev, "ev_names": self._all_names[ev],
+                   "n_tokens": aux["n_tokens"]}
             if confidence:
                 out.update(self._confidence(b, acts, L, em, reo))
             return out
@@ -293,7 +298,8 @@ class Tagger:
         return expit(self.cal_a[cols] * L[rows, cols] + self.cal_b[cols])
 
     def _confidence(self, b: Batch, acts, L, em, reo) -> dict:
-        return {"conf": self._act_conf(L, acts), "p_funnel": funnel_probability(em, b.offsets, self.logA, self.logpi, reo)}
+        return {"conf": self._act_conf(L, acts),
+                "p_funnel": funnel_probability(em, b.offsets, self.logA, self.logpi, reo)}
 
     def _text_allowed(self, TL: np.ndarray, aux) -> np.ndarray:
         """``(n_texts, 17)``: may this text carry the act (the evidence rule, see ``__init__``)?"""
@@ -336,7 +342,8 @@ class Tagger:
         r = np.clip(r, -30.0, 30.0)
         return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
 
-    def _decide_acts(self, L: np.ndarray, b: Batch, allowed: np.ndarray, aux, thr: np.ndarray | None = None) -> np.ndarray:
+    def _decide_acts(self, L: np.ndarray, b: Batch, allowed: np.ndarray, aux,
+                     thr: np.ndarray | None = None) -> np.ndarray:
         spk = b.spk.astype(np.int64)
         ok = self.roles[spk] & allowed[b.text_code]
         ac = b.acoustic_flags()
@@ -484,7 +491,8 @@ def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: 
         meta = json.loads(js.read_text(encoding="utf-8"))
         with np.load(nz) as z:
             arrays = {k: z[k] for k in ("W_text", "W_ctx", "bias")}
-            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1", "emb_mean", "emb_proj")
+            arrays.update({k: z[k] for k in ("W_reopen", "W_phase_act", "W1_text", "W1_ctx", "b1",
+                                             "emb_mean", "emb_proj")
                            if k in z})  # absent in older models
     except (OSError, ValueError, KeyError) as e:
         raise TaggerError(f"cannot load tagger model {stem}.json/.npz: {e}") from e

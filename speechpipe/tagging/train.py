@@ -79,7 +79,8 @@ def load_gold(path) -> dict:
         if not isinstance(u, dict) or not isinstance(u.get("speaker"), str) or not isinstance(u.get("text"), str):
             raise GoldError(p, f"utterance {i} needs string 'speaker' and 'text'")
         start, end = u.get("start"), u.get("end")
-        if start is not None and not isinstance(start, (int, float)) or end is not None and not isinstance(end, (int, float)):
+        if (start is not None and not isinstance(start, (int, float))
+                or end is not None and not isinstance(end, (int, float))):
             raise GoldError(p, f"utterance {i}: start/end must be numbers")
         utts.append(Utterance(u["speaker"], start, end, u["text"], channel=u.get("channel")))
         acts.append([a for a in u.get("acts") or [] if a in ACTS])
@@ -158,14 +159,16 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     return X, Y, P, np.array(spk, dtype=object), R, b
 
 
-def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True, seed: int = 0, name: str | None = None,
-        balanced: bool = True, phase_C: float | None = 2.0, reopen_C: float = 1.0, reopen_bias: float = 0.0,
+def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True, seed: int = 0,
+        name: str | None = None, balanced: bool = True, phase_C: float | None = 2.0, reopen_C: float = 1.0,
+        reopen_bias: float = 0.0,
         fam_scale: float = 3.0, phase_acts: bool = False, phase_act_scale: float = 1.0,
         unscaled: tuple = ("open_q", "wh_any", "closed_q"), stack: bool = True, inner_folds: int = 4,
         stack_scale: float = 3.0, acts_only: bool = False, end_features: bool = False, prefixes: bool = True,
         tune_thresholds: int = 4, threshold_range: tuple = (0.3, 0.7), chars: bool = False, char_min_df: int = 2,
         char_scale: float = 1.0, unbalanced_acts: tuple = (), lemmas: bool = False, embeddings: bool = False,
-        emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False, gate_p: float | None = None, lexical: bool = False,
+        emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False,
+        gate_p: float | None = None, lexical: bool = False,
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
         thresholds_from_cv: dict | None = None) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
@@ -185,10 +188,10 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     """
     from sklearn.linear_model import LogisticRegression
 
-    kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale, unscaled=unscaled,
-               end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df, char_scale=char_scale,
-               unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings, emb_scale=emb_scale, emb_dim=emb_dim,
-               emb_whiten=emb_whiten,
+    kw1 = dict(C=C, min_df=min_df, augment=augment, seed=seed, balanced=balanced, fam_scale=fam_scale,
+               unscaled=unscaled, end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df,
+               char_scale=char_scale, unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings,
+               emb_scale=emb_scale, emb_dim=emb_dim, emb_whiten=emb_whiten,
                excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol)
     if embeddings and embedder is None:
         from speechpipe.tagging.embed import shared_embedder
@@ -259,7 +262,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
             bias[k] = -20.0
             continue
         # Rare acts (agreement, news_warning) would otherwise never reach p > 0.5.
-        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", tol=tol, class_weight="balanced" if balanced and a not in unbalanced_acts else None)
+        m = LogisticRegression(C=C, max_iter=2000, solver="liblinear", tol=tol,
+                               class_weight="balanced" if balanced and a not in unbalanced_acts else None)
         m.fit(Xa[rows], y)
         W[:, k] = m.coef_[0][:X.shape[1]]
         W_pa[:, k] = m.coef_[0][X.shape[1]:] * (phase_act_scale if phase_acts else 0.0)
@@ -281,7 +285,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     rows_full = np.arange(b.n) < b.offsets[n_full]
     Xc = X[:, nt:] @ sp.diags(1.0 / np.where(scale[nt:] == 0, 1.0, scale[nt:]))
     for k, a in enumerate(ACTS):
-        rows = rows_full & (np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun))
+        rows = rows_full & (np.ones(len(spk), bool) if a == "backchannel"
+                            else (is_coun if a in COUNSELLOR_ACTS else ~is_coun))
         if rows.any():
             ctx_base[k] = float(np.mean(Xc[rows] @ W[nt:, k]))
     # Reopen model: on utterances whose previous gold phase is solution/closing,
@@ -319,8 +324,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         "thresholds": thresholds,
         "logA": logA.tolist(),
         "logpi": logpi.tolist(),
-        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C, "min_df": min_df,
-                     "seed": seed, "balanced": balanced,
+        "training": {"calls": [c["call_id"] for c in calls], "augment": augment, "C": C, "phase_C": phase_C or C,
+                     "min_df": min_df, "seed": seed, "balanced": balanced,
                      "reopen_C": reopen_C, "reopen_bias": reopen_bias, "fam_scale": fam_scale,
                      "phase_acts": phase_acts, "phase_act_scale": phase_act_scale,
                      "unscaled_families": list(unscaled), "stack": stack, "inner_folds": inner_folds,
@@ -408,7 +413,8 @@ def _inner_thresholds(calls: list[dict], folds: int, kw: dict) -> dict:
         if y.sum() == 0:
             out[a] = 0.5
             continue
-        f1 = [2 * (y & (lg > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (lg > np.log(p / (1 - p))).sum()) for p in grid]
+        f1 = [2 * (y & (lg > np.log(p / (1 - p)))).sum() / max(1, y.sum() + (lg > np.log(p / (1 - p))).sum())
+              for p in grid]
         best = max(f1)
         out[a] = float(min((p for p, f in zip(grid, f1) if f >= best - 1e-12), key=lambda p: (abs(p - 0.5), p)))
     return out
@@ -498,10 +504,12 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     if extra:
         meta.update(extra)
     buf = io.BytesIO()
-    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32), bias=tagger.bias.astype(np.float32),
+    np.savez_compressed(buf, W_text=tagger.W_text.astype(np.float32), W_ctx=tagger.W_ctx.astype(np.float32),
+                        bias=tagger.bias.astype(np.float32),
                         **({} if tagger.W_reopen is None else {"W_reopen": tagger.W_reopen.astype(np.float32)}),
                         W_phase_act=tagger.W_pa.astype(np.float32),
-                        **({"emb_mean": tagger.fs.emb_proj[0].astype(np.float32), "emb_proj": tagger.fs.emb_proj[1].astype(np.float32)}
+                        **({"emb_mean": tagger.fs.emb_proj[0].astype(np.float32),
+                            "emb_proj": tagger.fs.emb_proj[1].astype(np.float32)}
                            if tagger.fs.emb_proj is not None else {}),
                         **({"W1_text": tagger.W1_text.astype(np.float32), "W1_ctx": tagger.W1_ctx.astype(np.float32),
                             "b1": tagger.b1.astype(np.float32)} if tagger.stacked else {}))
@@ -510,6 +518,6 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
     return js, npz
 
 
-V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True, stack=False,
-          tune_thresholds=0, tol=1e-3)
+V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True,
+          stack=False, tune_thresholds=0, tol=1e-3)
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
