@@ -181,7 +181,7 @@ def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
     Examples
     --------
     >>> ann = Annotation()
-    >>> ann[Segment(0, 3)] = "A"; ann[Segment(3.5, 3.9)] = "B"; ann[Segment(4, 8)] = "A"
+    >>> ann[Segment(0, 3)] = "A"; ann[Segment(3.5, 3.9)] = "B"; ann[Segment(4, 8.0)] = "A"
     >>> us = [Utterance("x", 0.1, 2.9, "hei", cluster="A"), Utterance("x", 4.0, 5.0, "ja", cluster="A")]
     >>> [(u.cluster, u.start, u.end, u.text, u.transcribed) for u in untranscribed(ann, us, stereo=False)]
     [('B', 3.5, 3.9, '', False), ('A', 5.0, 8.0, '', False)]
