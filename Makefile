@@ -32,7 +32,6 @@ strace:
 
 test: $(STAMP) chromium strace
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 bench: $(STAMP)
