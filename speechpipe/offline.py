@@ -31,7 +31,8 @@ cache of their own on disk; both are pointed into speechpipe's cache folder so
 that, outside ``--out``, speechpipe writes only there (no call data):
 
 - ``MPLCONFIGDIR``: matplotlib (imported by pyannote.core) writes its font list;
-- ``NUMBA_CACHE_DIR``: librosa's numba functions cache compiled code.
+- ``NUMBA_CACHE_DIR``: librosa's numba functions cache compiled code;
+- ``TORCHINDUCTOR_CACHE_DIR``: torch creates its inductor cache folder when pyannote.audio is imported.
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def cache_root() -> Path:
 def cache_env() -> dict[str, str]:
     """Where third-party caches go (inside speechpipe's cache folder)."""
     root = cache_root()
-    return {"MPLCONFIGDIR": str(root / "matplotlib"), "NUMBA_CACHE_DIR": str(root / "numba")}
+    return {
+        "MPLCONFIGDIR": str(root / "matplotlib"),
+        "NUMBA_CACHE_DIR": str(root / "numba"),
+        # importing pyannote.audio makes torch create $TMPDIR/torchinductor_<user> (empty) otherwise
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "torchinductor"),
+    }
 
 
 def enforce_env() -> None:

@@ -234,7 +234,7 @@ def test_run_makes_no_connection_private_outputs_no_audio_copy(shared, tmp_path)
 
 
 def test_batch_and_sample_make_no_connection_and_pseudonymise_everything(shared, tmp_path):
-    """`batch --pseudonymise` then `sample`: no traffic, and the input names are in no output file.
+    """`batch --pseudonymise`, `sample`, `overview`: no traffic, and the input names are in no output file.
 
     The names (``Kari-Nordmann``, ``Ola``) and the input folder's path must not
     appear in any byte of any file under --out: the call JSON, the per-call and
@@ -251,6 +251,10 @@ def test_batch_and_sample_make_no_connection_and_pseudonymise_everything(shared,
     proc, attempts = _guarded([*CLI, "sample", out, "--n", "2"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert attempts == []
+    (out / "overview.html").unlink()  # batch wrote one; the command must write it again, offline
+    proc, attempts = _guarded([*CLI, "overview", out], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert attempts == [] and (out / "overview.html").is_file()
     files = [p for p in out.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} >= {".json", ".parquet", ".html", ".jsonl", ".log", ".sqlite", ".csv"}
     for needle in ("Kari", "Nordmann", "Ola-", str(src)):

@@ -7,7 +7,7 @@ from pyannote.core import Annotation, Segment
 
 from speechpipe.audio.vad import FRAME
 from speechpipe.records import SAMPLE_RATE, Utterance, Word
-from speechpipe.speakers.base import label_of  # noqa: F401  (part of this module's API)
+from speechpipe.speakers.base import channel_of, label_of
 from speechpipe.speakers.roles import assign_roles
 
 
@@ -186,7 +186,6 @@ def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
     >>> [(u.cluster, u.start, u.end, u.text, u.transcribed) for u in untranscribed(ann, us, stereo=False)]
     [('B', 3.5, 3.9, '', False), ('A', 5.0, 8.0, '', False)]
     """
-    from speechpipe.speakers.base import CHANNEL_NAMES
 
     spans: dict = {}
     for u in utterances:
@@ -209,8 +208,8 @@ def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
             if b - a < 0.05:
                 continue
             out.append(Utterance(
-                "other", round(a, 3), round(b, 3), "", channel=CHANNEL_NAMES.index(lab) if stereo else None,
-                cluster=None if stereo else lab, transcribed=False,
+                "other", round(a, 3), round(b, 3), "", channel=channel_of(lab) if stereo else None,
+                cluster=lab if not stereo or "+" in lab else None, transcribed=False,
             ))
     return out
 
@@ -225,7 +224,6 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
     utterances cover all the speech the turns hold.
     """
     from speechpipe.records import Turn
-    from speechpipe.speakers.base import CHANNEL_NAMES
     from speechpipe.speakers.roles import decide_roles
 
     stereo = audio.channels == 2
@@ -248,7 +246,7 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
         u.speaker = mapping.get(lab, "other") if lab is not None else "other"
     utts.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
     turns = [Turn(mapping.get(lab, "other"), round(s.start, 3), round(s.end, 3),
-                  channel=CHANNEL_NAMES.index(lab) if stereo and lab in CHANNEL_NAMES else None,
+                  channel=channel_of(lab) if stereo else None,
                   cluster=None if stereo else str(lab))
              for s, _, lab in ann.itertracks(yield_label=True)]
     turns.sort(key=lambda t: (t.start, t.end))

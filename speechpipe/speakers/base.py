@@ -38,5 +38,21 @@ def as_audio(audio) -> AudioData:
 
 
 def label_of(u) -> str | None:
-    """The diarisation label an utterance hangs on: its channel name (stereo) or cluster (mono)."""
-    return CHANNEL_NAMES[u.channel] if u.channel is not None else u.cluster
+    """The diarisation label an utterance hangs on: its channel name (stereo) or cluster (mono).
+
+    A second voice on a stereo channel is labelled ``<channel>+1`` (``speakers.channel_voices``).
+    """
+    if u.channel is not None:
+        name = CHANNEL_NAMES[u.channel]
+        return u.cluster if u.cluster and u.cluster.startswith(name + "+") else name
+    return u.cluster
+
+
+def channel_of(label: str) -> int | None:
+    """The channel index of a stereo label (``left``, ``right``, ``right+1`` …), or None.
+
+    >>> channel_of("right+1"), channel_of("left"), channel_of("SPEAKER_00")
+    (1, 0, None)
+    """
+    name = str(label).split("+", 1)[0]
+    return CHANNEL_NAMES.index(name) if name in CHANNEL_NAMES else None
