@@ -182,3 +182,16 @@ def test_echo_delay_measured_on_a_stereo_sim_call(shared):
     x[1, k:] += x[0, :-k] * 10 ** (-30 / 20)  # 220 ms round trip, 30 dB down
     bias = interaction_summary(turns, [], samples=x, per_turn=False)["latency_bias"]
     assert bias["echo_delay_s"] == pytest.approx(0.22, abs=0.01) and bias["echo_correlation"] >= 0.1
+
+
+def test_call_talk_share_is_the_turns_one():
+    """With turns from the audio, summary.talk_share is theirs (one definition), not the tagger's utterance estimate."""
+    from speechpipe.analytics.call import analyse_call
+    from speechpipe.records import CallResult, Turn, Utterance
+
+    utts = [Utterance("counsellor", 0.0, 1.0, "Hei"), Utterance("caller", 1.2, 2.0, "Hei")]
+    turns = [Turn("counsellor", 0.0, 3.0, channel=0), Turn("caller", 3.2, 4.2, channel=1)]
+    r = CallResult("c", utts, turns=turns, summary={"talk_share": {"counsellor": 0.5, "caller": 0.5}})
+    analyse_call(r)
+    assert r.summary["interaction"]["turn_source"] == "turns"
+    assert r.summary["talk_share"] == r.summary["interaction"]["talk_share"] == {"counsellor": 0.75, "caller": 0.25}

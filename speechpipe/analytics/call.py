@@ -53,6 +53,12 @@ def analyse_call(result: CallResult, audio: AudioData | None = None,
             samples=None if audio is None else audio.samples,
             sample_rate=16000 if audio is None else audio.sample_rate,
         )
+        inter = result.summary["interaction"]
+        if inter.get("turn_source") == "turns" and "talk_share" in inter:
+            # One definition of talk share in a call's output: the time each party holds a turn. The
+            # tagger's own estimate from utterances stays for text-only input (tag, archive re-tags).
+            result.summary["talk_share"] = dict(inter["talk_share"])
+            result.summary["talk_share_unit"] = "time"
     rs = rules if isinstance(rules, RuleSet) else rules_for(rules)
     result.summary["categories"] = categorise(result, rs)
     return result
