@@ -28,7 +28,7 @@ chromium:
 
 # The privacy tests also trace every process with strace (root CI installs it; elsewhere that part skips).
 strace:
-	@command -v strace >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq strace; } || echo "strace not installed: privacy tests use the socket guard only"
+	@command -v strace >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq strace; } || echo "strace not installed: privacy tests use the socket guard only"
 
 test: $(STAMP) chromium strace
 	$(VENV)/bin/ruff check .
