@@ -11,12 +11,12 @@ paths. Each file is hashed once per process; a missing or altered file is a
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechpipe.asr.models import sha256_of  # one hashing helper for every shipped model file
 from speechpipe.speakers.base import DiarizationError
 
 
@@ -52,15 +52,6 @@ INSTALL_HINT = (
 )
 
 
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _candidates(relpath: str) -> list[Path]:
     out = []
     if os.environ.get(ENV_DIR):
@@ -79,7 +70,7 @@ def _candidates(relpath: str) -> list[Path]:
 
 @functools.lru_cache(maxsize=8)
 def _verified(path: Path, sha256: str) -> Path:
-    got = sha256_file(path)
+    got = sha256_of(path)
     if got != sha256:
         raise WeightsError(
             f"{path}: SHA-256 mismatch (got {got[:16]}…, expected {sha256[:16]}…): "
