@@ -79,6 +79,11 @@ def _labels(v: Any, allowed: tuple[str, ...], what: str) -> list[str] | None:
     return vals
 
 
+# what each label field of a condition may name (the annotation guide's vocabulary)
+_VOCAB = {"act": (ACTS, "an act"), "phase": (PHASES, "a phase"), "speaker": (SPEAKERS, "a speaker"),
+          "cue": (CUES, "a cue")}
+
+
 class Window(_Strict):
     first: Time | None = None
     last: Time | None = None
@@ -107,25 +112,11 @@ class Match(_Strict):
     count: int = Field(1, ge=0)
     at_most: int | None = Field(None, ge=0)
 
-    @field_validator("act")
+    @field_validator("act", "phase", "speaker", "cue")
     @classmethod
-    def _act(cls, v):
-        return _labels(v, ACTS, "an act")
-
-    @field_validator("phase")
-    @classmethod
-    def _phase(cls, v):
-        return _labels(v, PHASES, "a phase")
-
-    @field_validator("speaker")
-    @classmethod
-    def _speaker(cls, v):
-        return _labels(v, SPEAKERS, "a speaker")
-
-    @field_validator("cue")
-    @classmethod
-    def _cue(cls, v):
-        return _labels(v, CUES, "a cue")
+    def _known(cls, v, info):
+        allowed, what = _VOCAB[info.field_name]
+        return _labels(v, allowed, what)
 
     @field_validator("keyword")
     @classmethod

@@ -135,33 +135,21 @@ class Staging:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, tmp_dir: str | os.PathLike | None = None) -> Path:
     """Write ``data`` to ``path`` atomically with mode 0600 (the temporary file in ``tmp_dir`` or beside it)."""
-    path = Path(path)
-    private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir or path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    with atomic_path(path, tmp_dir) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path`` for a writer that streams to a file
+def atomic_path(path: str | os.PathLike, tmp_dir: str | os.PathLike | None = None):
+    """Yield a temporary path (in ``tmp_dir`` or beside ``path``) for a writer that streams to a file
     (e.g. ``pyarrow.parquet.ParquetWriter``); on success it becomes ``path`` (0600),
     on error it is removed, so ``path`` is never half-written."""
     path = Path(path)
     private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=tmp_dir or path.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -11,7 +11,7 @@ from pyannote.core import Annotation
 from speechpipe.audio.acoustics import frame_levels_db, level_difference  # noqa: F401  (re-exported)
 from speechpipe.audio.vad import FRAME, probabilities_to_regions, speech_probabilities
 from speechpipe.records import SAMPLE_RATE, AudioData, Utterance
-from speechpipe.speakers.assign import _regions_to_annotation, drop_crosstalk
+from speechpipe.speakers.assign import _regions_to_annotation
 from speechpipe.speakers.base import CHANNEL_NAMES, DiarizationError, as_audio
 
 
@@ -136,10 +136,6 @@ class StereoDiarizer:
         fs = FRAME / SAMPLE_RATE
         return [(max(0.0, float(a * fs - cfg.pad_s)), min(duration, float(b * fs + cfg.pad_s)))
                 for a, b in zip(*runs(loud)) if (b - a) * fs >= cfg.loud_min_s]
-
-    def drop_crosstalk(self, audio: AudioData, utterances: list[Utterance], diff: np.ndarray) -> list[Utterance]:
-        """Drop words whose span is dominated by the other channel (its leak), and utterances left empty."""
-        return drop_crosstalk(utterances, diff, self.config.crosstalk_db)
 
     def assign(self, audio: AudioData, utterances: list[Utterance], counsellor_channel: str = "auto",
                speech_probs=None):
