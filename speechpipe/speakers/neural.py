@@ -33,21 +33,25 @@ class NeuralConfig:
     method: str = "centroid"
     min_cluster_size: int = 12
     # same-speaker gaps shorter than this are filled (pyannote's own hyper-parameter; its 3.1 default is 0.0).
-    # The dev references keep pauses under ~0.5 s inside turns: 0.5 took the 16 sim calls 5.2 -> 2.3 % DER.
-    min_duration_off: float = 0.5
+    # The dev references keep pauses inside turns: 0.5 took the 16 sim calls 5.2 -> 2.3 % DER; 0.8 took
+    # rcdev-01.tel (0.7-0.8 s pauses inside turns, silent in the telephone band) 21.1 -> 15.9 % for sims 1.5 -> 1.6 %
+    min_duration_off: float = 0.8
     # window step as a fraction of the 10 s window. pyannote uses 0.1 (each second seen 10 times), which on
     # 2 CPU cores alone runs at ~30x real time per CPU-second; 0.25 halves the segmentation cost and, with
     # the tracks below, held the 16 sim calls' DER (measured 1.4-1.8 % vs 2.3 % before, dev figures).
-    # CUDA keeps pyannote's 0.1 and one embedding per window (the published recipe: speed is no issue there)
     step: float = 0.25
-    step_cuda: float = 0.1
     # seconds of a local speaker's own clean speech embedded per unit (its longest runs first): CAM++ is
     # reliable from ~3 s; 2 s fragmented the clustering (two sim calls collapsed to one speaker)
     max_embed_s: float = 3.0
     # a local speaker's track (its windows linked by agreeing activity, see link_tracks) is embedded once per
     # this many seconds of window starts instead of once per window: CAM++ work falls ~3x at step 0.25
     embed_span_s: float = 10.0
-    embed_span_s_cuda: float = 0.0
+    # CUDA, and CPU recordings shorter than fine_below_s, keep pyannote's recipe: step 0.1 and one embedding per
+    # window and speaker (~0.12 CPU-s per second of audio, so at most ~7 s here). Per-window embeddings at a 1 s
+    # step resolve short alternating turns better (dev00: 14.6 % DER vs 22.5 % on the fast path)
+    step_fine: float = 0.1
+    embed_span_s_fine: float = 0.0
+    fine_below_s: float = 60.0
     min_speakers: int = 1
     max_speakers: int = 3
     # a third (fourth...) cluster is kept only as a voice that holds its own stretch of the call (a relative
@@ -287,14 +291,18 @@ def _label_times(ann: Annotation, label, step: float = 0.5) -> np.ndarray:
 def merge_unsupported_voices(
     ann: Annotation, excl: Annotation, centroids: np.ndarray | None, min_s: float = 20.0, min_auc: float = 0.8
 ) -> tuple[Annotation, Annotation]:
-    """Fold a third (fourth...) cluster into its nearest one unless it is a voice of its own.
+    """Merge clusters down to two unless the least-heard one is a voice of its own.
 
     A threshold that separates two similar voices also splits one voice in two now and then
     (measured: sample.wav's second speaker, 30 s, in two clusters). A split voice's halves
     interleave through the call; a voice that takes over holds its own stretch. So the least-heard
     cluster must hold ``min_s`` seconds and be told apart from its nearest cluster (by centroid)
-    by time alone (:func:`speechpipe.speakers.embedded.time_separation` >= ``min_auc``), or it is merged.
-    ``centroids`` rows follow ``ann.labels()``.
+    by time alone (:func:`speechpipe.speakers.embedded.time_separation` >= ``min_auc``), or the two
+    most similar clusters (centroid cosine) are merged, the less heard into the other — centroid
+    agglomeration continued. Merging the least-heard cluster into its nearest instead went wrong
+    when that cluster was a short but distinct voice and the split was elsewhere (dev00: its
+    second speaker's 4 s, cosine 0.16 to the nearest, folded into the first speaker's halves, 0.51
+    apart). ``centroids`` rows follow ``ann.labels()``.
     """
     from speechpipe.speakers.embedded import time_separation
 
@@ -303,16 +311,19 @@ def merge_unsupported_voices(
         return ann, excl
     C = centroids / (np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-9)
     index = {lab: i for i, lab in enumerate(labels)}
+    sim = lambda a, b: float(C[index[a]] @ C[index[b]])  # noqa: E731
     while len(labels) >= 3:
         small = min(labels, key=excl.label_duration)
-        others = [lab for lab in labels if lab != small]
-        near = max(others, key=lambda lab: float(C[index[small]] @ C[index[lab]]))
+        near = max((lab for lab in labels if lab != small), key=lambda lab: sim(small, lab))
         auc = time_separation(_label_times(excl, small), _label_times(excl, near))
         if excl.label_duration(small) >= min_s and auc >= min_auc:
             break
-        ann = ann.rename_labels(mapping={small: near}).support()
-        excl = excl.rename_labels(mapping={small: near}).support()
-        labels.remove(small)
+        pairs = [(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+        a, b = max(pairs, key=lambda p: sim(*p))
+        drop, keep = sorted((a, b), key=excl.label_duration)
+        ann = ann.rename_labels(mapping={drop: keep}).support()
+        excl = excl.rename_labels(mapping={drop: keep}).support()
+        labels.remove(drop)
     return ann, excl
 
 
@@ -345,10 +356,10 @@ class NeuralDiarizer:
         self.pipeline = _pipeline_class()(
             seg,
             emb,
-            step=cfg.step_cuda if cuda else cfg.step,
+            step=cfg.step,
             max_embed_s=cfg.max_embed_s,
             segmentation_batch_size=batch,
-            embed_span_s=cfg.embed_span_s_cuda if cuda else cfg.embed_span_s,
+            embed_span_s=cfg.embed_span_s,
         )
         self.pipeline.instantiate(
             {
@@ -371,6 +382,10 @@ class NeuralDiarizer:
         if len(x) < SAMPLE_RATE // 2:  # under half a second: nothing to segment
             return Annotation(uri=uri), Annotation(uri=uri)
         cfg = self.config
+        fine = self.device.startswith("cuda") or audio.duration < cfg.fine_below_s
+        seg = self.pipeline._segmentation
+        seg.step = (cfg.step_fine if fine else cfg.step) * seg.duration
+        self.pipeline.embed_span_s = cfg.embed_span_s_fine if fine else cfg.embed_span_s
         out = self.pipeline(
             {"waveform": torch.from_numpy(x)[None], "sample_rate": SAMPLE_RATE, "uri": uri},
             min_speakers=self.config.min_speakers,
