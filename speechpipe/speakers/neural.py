@@ -46,12 +46,13 @@ class NeuralConfig:
     # a local speaker's track (its windows linked by agreeing activity, see link_tracks) is embedded once per
     # this many seconds of window starts instead of once per window: CAM++ work falls ~3x at step 0.25
     embed_span_s: float = 10.0
-    # CUDA, and CPU recordings shorter than fine_below_s, keep pyannote's recipe: step 0.1 and one embedding per
-    # window and speaker (~0.12 CPU-s per second of audio, so at most ~7 s here). Per-window embeddings at a 1 s
-    # step resolve short alternating turns better (dev00: 14.6 % DER vs 22.5 % on the fast path)
+    # CUDA (and, on the CPU, recordings shorter than fine_below_s; off by default) keeps pyannote's recipe: step
+    # 0.1 and one embedding per window and speaker, ~0.12 CPU-s per second of audio. On the four real clips
+    # (14-30 s) it was no clear win: dev00 22.5 -> 14.6 % DER but rcdev-01 13.3 -> 18.7 %; and the pipeline
+    # bench's calls are 20 s, so any useful threshold would have kept its cost
     step_fine: float = 0.1
     embed_span_s_fine: float = 0.0
-    fine_below_s: float = 60.0
+    fine_below_s: float = 0.0
     min_speakers: int = 1
     max_speakers: int = 3
     # a third (fourth...) cluster is kept only as a voice that holds its own stretch of the call (a relative
