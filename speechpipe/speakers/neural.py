@@ -56,7 +56,8 @@ class NeuralConfig:
     min_speakers: int = 1
     max_speakers: int = 3
     # a third (fourth...) cluster is kept only as a voice that holds its own stretch of the call (a relative
-    # taking the phone): speakers.embedded.distinct_third_voice's rule and values; else it joins its nearest
+    # taking the phone): speakers.embedded.distinct_third_voice's rule and values; else the two most similar
+    # clusters merge (merge_unsupported_voices)
     third_min_s: float = 20.0
     third_time_auc: float = 0.8
     batch_size: int = 8  # CAM++ segments per batch on the CPU (larger batches were slower on 2 cores)
