@@ -195,17 +195,21 @@ def test_stereo_channel_with_two_voices_is_split(shared):
     left = np.concatenate([st[0], np.zeros_like(voice)])
     right = np.concatenate([st[1], voice * gain])
     audio = AudioData("two-voices.wav", np.stack([left, right]).astype(np.float32), SAMPLE_RATE)
-    d = StereoDiarizer(StereoConfig(split_voices=True))  # an option: off by default (cost, see StereoConfig)
+    assert StereoConfig().split_voices  # on by default
+    d = StereoDiarizer(StereoConfig())
     # one utterance per second of the caller's channel, as ASR would give them
     utts = [Utterance("unknown", t, t + 0.9, "x", [Word("x", t, t + 0.9)], channel=1) for t in range(0, 77)]
     try:
-        _, turns, roles = assign_words(d, audio, utts, counsellor_channel="left")
+        out, turns, roles = assign_words(d, audio, utts, counsellor_channel="left")
     except WeightsError as e:
         pytest.skip(str(e))
     assert [v["split"] for v in d.voices] == [False, True]
     late = [t for t in turns if t.start > 61 and t.channel == 1]
     other = sum(t.end - t.start for t in late if t.speaker == "other")
     assert late and other >= 0.8 * sum(t.end - t.start for t in late)  # the relative's stretch is a third party's
+    # the relative's words are the relative's, not the caller's (words follow the channel's two voices)
+    late_words = [u for u in out if u.start > 63 and u.channel == 1 and u.transcribed]
+    assert late_words and sum(u.speaker == "other" for u in late_words) >= 0.8 * len(late_words)
     early = sum(t.end - t.start for t in turns if t.end < 59 and t.speaker == "other")
     assert early <= 3.0  # the caller's own minute stays the caller's
     assert not [lab for lab in d.diarize(AudioData("dev-001.wav", st, SAMPLE_RATE)).labels() if "+" in lab]

@@ -140,12 +140,14 @@ UNCOVERED_MIN_S = 0.5  # a stretch of a partly transcribed turn this long with n
 def attach_words(ann: Annotation, utterances: list[Utterance], stereo: bool) -> list[Utterance]:
     """Put ASR words on the diariser's speakers; split utterances at speaker changes.
 
-    Stereo: each word already belongs to its channel (``u.channel``); mono: a word
-    goes to the label it overlaps most (:func:`split_by_speaker`, sets ``u.cluster``).
+    Stereo: each word already belongs to its channel (``u.channel``), and on a channel that
+    holds a second voice (``right+1``) it goes to the one of the channel's two labels it
+    overlaps most; mono: a word goes to the label it overlaps most (:func:`split_by_speaker`,
+    sets ``u.cluster``).
     Either way an utterance is also split where another party holds a real turn
     (≥ ``REAL_TURN_S``) between two of its words.
     """
-    utts = list(utterances) if stereo else split_by_speaker(utterances, ann)
+    utts = _split_channel_voices(utterances, ann) if stereo else split_by_speaker(utterances, ann)
     others = sorted((s.start, s.end, lab) for s, _, lab in ann.itertracks(yield_label=True)
                     if s.duration >= REAL_TURN_S)
     starts = np.array([o[0] for o in others], float)
@@ -167,6 +169,19 @@ def attach_words(ann: Annotation, utterances: list[Utterance], stereo: bool) -> 
         for a, b in zip(cut, cut[1:] + [len(u.words)]):
             ws = u.words[a:b]
             out.append(_copy_utt(u, ws, " ".join(w.text for w in ws), u.cluster, ws[0].start, ws[-1].end))
+    out.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
+    return out
+
+
+def _split_channel_voices(utterances: list[Utterance], ann: Annotation) -> list[Utterance]:
+    """Stereo words on a channel with a second voice go to the channel's label they overlap most."""
+    split = {channel_of(lab) for lab in ann.labels() if "+" in str(lab)}
+    if not split:
+        return list(utterances)
+    out = [u for u in utterances if u.channel not in split]
+    for c in split:
+        labels = [lab for lab in ann.labels() if channel_of(lab) == c]
+        out += split_by_speaker([u for u in utterances if u.channel == c], ann.subset(labels))
     out.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
     return out
 
@@ -247,7 +262,7 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
     utts.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
     turns = [Turn(mapping.get(lab, "other"), round(s.start, 3), round(s.end, 3),
                   channel=channel_of(lab) if stereo else None,
-                  cluster=None if stereo else str(lab))
+                  cluster=str(lab) if not stereo or "+" in str(lab) else None)
              for s, _, lab in ann.itertracks(yield_label=True)]
     turns.sort(key=lambda t: (t.start, t.end))
     return utts, turns, roles
