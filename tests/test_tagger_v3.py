@@ -210,3 +210,32 @@ def test_fast_model_keeps_the_rules_and_agrees_with_its_reference(fast, shared):
     for ca, cb in zip(calls, ref):
         for u, v in zip(ca, cb):
             assert (u.acts, u.phase, u.evidence, u.act_confidence) == (v.acts, v.phase, v.evidence, v.act_confidence)
+
+
+def test_nynorsk_and_dialect_spellings_meet_the_cue_families(tagger):
+    """Standard Nynorsk forms fold to the Bokmål form the cue families use (tagger-v3.1), so a Nynorsk
+    agreement or acknowledgement is found alone, as its Bokmål twin is."""
+    from speechpipe.tagging.text import normalise_tokens
+
+    assert normalise_tokens("Eg er heilt einig med deg.") == normalise_tokens("Jeg er helt enig med deg.")
+    assert normalise_tokens("Kva treng du meir hjelp med?") == ["hva", "trenger", "du", "mer", "hjelp", "med"]
+    assert "agreement" in _alone(tagger, "counsellor", "Eg er heilt einig med deg.").acts
+    assert "acknowledgement" in _alone(tagger, "counsellor", "Eg skjønar godt at dette er tungt.").acts
+
+
+def test_neighbour_context_learned_and_never_evidence(tagger, fast):
+    """The other party's cue families just before/after an utterance are context columns (tagger-v3.1): trained
+    on the gold calls, a caller's distress just before raises the counsellor's acknowledgement and a
+    counsellor's acknowledgement just after raises the caller's emotion; yet context alone creates no act."""
+    from speechpipe.records import ACTS
+
+    for t in (tagger, fast):
+        names = t.fs.ctx_names
+        W = t.W_ctx
+        assert W[names.index("prev_other:emotion"), ACTS.index("acknowledgement")] > 0
+        assert W[names.index("next_other:acknowledge"), ACTS.index("emotion")] > 0
+    call = [Utterance("caller", None, None, "Jeg er så fortvilet, jeg klarer ikke mer."),
+            Utterance("counsellor", None, None, "Saken din ligger her."),
+            Utterance("caller", None, None, "Søknaden ble sendt i mars.")]
+    tagger.tag_call(call)
+    assert "acknowledgement" not in call[1].acts and "emotion" in call[0].acts

@@ -56,6 +56,11 @@ EXCERPT_ROWS = 3  # a "call" this short is an excerpt (quoted utterances), not a
 # "within the last N rows of the call": closings are short and come last
 # (a new-topic/handover cue by a non-counsellor this many rows back or fewer)
 END_ROWS = (3, 6, 10)
+# Neighbour context (tagger-v3.1): the cue families of the previous and the next utterance when the other party
+# speaks there (a caller's distress before an acknowledgement, a counsellor's «jeg skjønner» after an emotion).
+# Context only: they move a probability, never count as evidence of an act.
+NBR_FAMILIES = ("emotion", "cope_neg", "complaint", "swear", "relief", "request", "open_q", "closed_q", "info", "news",
+                "exclaim", "acknowledge", "agree", "hold", "referral", "summary")
 TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
               *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
 
@@ -155,7 +160,7 @@ class FeatureSpace:
 
     def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False,
                  chars: list[str] | None = None, emb_dim: int = 0, excerpt: bool = False, embedder=None,
-                 emb_proj: tuple | None = None):
+                 emb_proj: tuple | None = None, neighbours: bool = False, nbr_emb: int = 0):
         self.families = dict(families if families is not None else CUE_FAMILIES)
         fam_phrases = sorted({p for ps in self.families.values() for p in ps})
         # Family phrases are always n-gram columns, even when unseen in training.
@@ -195,6 +200,15 @@ class FeatureSpace:
         self.end_features = end_features
         if end_features:
             self.ctx_names += [*(f"last_rows:{r}" for r in END_ROWS), "bye_near", "bye_near_late"]
+        self.neighbours = neighbours
+        self._nbr_at = len(self.ctx_names)
+        if neighbours:
+            self._nbr_fam = [self.fam_col[f] for f in NBR_FAMILIES]
+            self.ctx_names += [*(f"prev_other:{f}" for f in NBR_FAMILIES), *(f"next_other:{f}" for f in NBR_FAMILIES)]
+        # the first nbr_emb projected embedding axes of the previous utterance when the other party said it
+        self.nbr_emb = min(int(nbr_emb), self.emb_dim)
+        self._nbr_emb_at = len(self.ctx_names)
+        self.ctx_names += [f"prev_other_emb:{k}" for k in range(self.nbr_emb)]
         # An excerpt (a call of at most EXCERPT_ROWS utterances: a pasted quote) has no position in a call:
         # its position, first/last and late-in-call features are off and this flag is on.
         self.excerpt = excerpt
@@ -234,12 +248,15 @@ class FeatureSpace:
         pairs = [fam[:, fc[a]] & fam[:, fc[b]] for a, b in FAMILY_PAIRS]
         extra = np.column_stack([flags, lens, all_min, short_min, *pairs]).astype(np.float64)
         blocks = [Xn, sp.csr_matrix(fam.astype(np.float64)), sp.csr_matrix(extra)] + ([Xc] if self.chars else [])
-        if self.emb_dim:
-            blocks.append(sp.csr_matrix(self.embed(texts)))
+        E = self.embed(texts) if self.emb_dim else None
+        if E is not None:
+            blocks.append(sp.csr_matrix(E))
         Xt = sp.hstack(blocks, format="csr")
         fc = self.fam_col
         qlike = flags[:, 0] | fam[:, fc["open_q"]] | fam[:, fc["closed_q"]]
         aux = {"qmark": flags[:, 0], "qlike": qlike, "all_min": all_min, "fam": fam, "n_tokens": ntok}
+        if self.nbr_emb:
+            aux["emb"] = E[:, :self.nbr_emb]
         return Xt, aux
 
     def context_block(self, b: Batch, aux) -> np.ndarray:
@@ -304,6 +321,14 @@ class FeatureSpace:
                 near[ok] |= bye[rows[ok] + d]
             C[:, k3 + len(END_ROWS)] = near
             C[:, k3 + len(END_ROWS) + 1] = near & late
+        if self.neighbours:
+            nf, k4 = len(NBR_FAMILIES), self._nbr_at
+            fn = fam[:, self._nbr_fam]
+            C[:, k4:k4 + nf] = np.roll(fn, 1, axis=0) & (~first & ~prev_same)[:, None]
+            C[:, k4 + nf:k4 + 2 * nf] = np.roll(fn, -1, axis=0) & (~last & (next_spk != spk))[:, None]
+        if self.nbr_emb:
+            k5 = self._nbr_emb_at
+            C[:, k5:k5 + self.nbr_emb] = np.roll(aux["emb"][tc], 1, axis=0) * (~first & ~prev_same)[:, None]
         if self.excerpt:
             ex = ncall <= EXCERPT_ROWS
             if ex.any():
@@ -436,6 +461,14 @@ class FeatureSpace:
                        for r in range(max(0, i - 2), min(n, i + 3)))
             row[k3 + len(END_ROWS)] = float(near)
             row[k3 + len(END_ROWS) + 1] = float(near and 2 * i >= n)
+        if self.neighbours:
+            nf, k4 = len(NBR_FAMILIES), self._nbr_at
+            for j, f in enumerate(self._nbr_fam):
+                row[k4 + j] = float(not first and not prev_same and auxes[i - 1]["fam"][f])
+                row[k4 + nf + j] = float(not last and speakers[i + 1] != speakers[i] and auxes[i + 1]["fam"][f])
+        if self.nbr_emb and not first and not prev_same:
+            k5 = self._nbr_emb_at
+            row[k5:k5 + self.nbr_emb] = [float(x) for x in auxes[i - 1]["emb"][:self.nbr_emb]]
         if self.excerpt and n <= EXCERPT_ROWS:
             for j in self._pos_cols:
                 row[j] = 0.0

@@ -60,6 +60,18 @@ CANONICAL = {
     "huff": "uff", "uffda": "uff", "uffa": "uff",
     "oj": "oi", "oii": "oi", "jøsses": "jøss",
     "mye": "mye", "tida": "tiden", "ventet": "venta",
+    # v3.1: Nynorsk and dialect spellings of common function and cue words → the Bokmål form the cue families use
+    # (standard Nynorsk, not dev-call wording: «eg er heilt einig» must meet «jeg er helt enig»)
+    "heilt": "helt", "einig": "enig", "einige": "enige", "meir": "mer", "noko": "noe", "nokon": "noen",
+    "nokre": "noen", "berre": "bare", "veit": "vet", "skjønar": "skjønner", "skjøner": "skjønner",
+    "høyrest": "høres", "høyres": "høres", "høyrer": "hører", "sjå": "se", "kjem": "kommer", "vere": "være",
+    "frå": "fra", "mykje": "mye", "mykkje": "mye", "fleire": "flere", "òg": "også", "då": "da", "dei": "de",
+    "ein": "en", "eit": "et", "kven": "hvem", "korfor": "hvorfor", "treng": "trenger",
+    "fekk": "fikk", "hugsar": "husker", "lurar": "lurer", "ringjer": "ringer", "gjeld": "gjelder",
+    "vanskeleg": "vanskelig", "leitt": "leit", "beklagar": "beklager", "augeblikk": "øyeblikk",
+    "augneblikk": "øyeblikk", "velkomen": "velkommen", "heime": "hjemme", "saman": "sammen", "difor": "derfor",
+    "medan": "mens", "seier": "sier", "sei": "si", "tek": "tar", "set": "setter", "ventar": "venter",
+    "søkje": "søke", "hjelpa": "hjelpe",
 }
 
 # Cue families: phrases of canonical tokens (with <s>/</s> for position) that the
@@ -70,7 +82,11 @@ CUE_FAMILIES: dict[str, list[str]] = {
     "greeting": ["hei", "god morgen", "god dag", "velkommen", "du snakker med", "ha det", "fin dag", "god dag",
                  "fin helg", "god helg", "ha en fin", "ha en god", "snakkes", "ha det godt", "ha det bra",
                  "takk for samtalen", "ønsker deg", "lykke til", "ta vare på deg",
-                 "god kveld", "god natt", "fin kveld", "god ettermiddag", "riktig god", "ha en riktig"],  # v3
+                 "god kveld", "god natt", "fin kveld", "god ettermiddag", "riktig god", "ha en riktig",  # v3
+                 # v3.1: how NKS answers the phone («NAV, Kari.», «Du har kommet til NAV») and the common
+                 # Norwegian leave-taking wishes (god tur, god bedring, hils …): hello and goodbye in the guide
+                 "<s> nav", "kommet til nav", "god formiddag", "god tur", "god bedring", "god jul", "god påske",
+                 "god sommer", "hils", "alt godt", "alt det beste", "kos deg", "ha det fint", "ha en fortsatt"],
     "exclaim": ["<s> oi", "<s> å", "<s> uff", "<s> jøss", "<s> au", "<s> wow", "så kjekt", "så gøy", "så fint",
                 "gratulerer", "så leit", "så trist", "det var trist", "det var leit", "å nei", "stakkars",
                 "auda", "så bra", "så hyggelig", "så flott", "trist å høre", "leit å høre", "oi", "uff", "jøss",

@@ -170,7 +170,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False,
         gate_p: float | None = None, lexical: bool = False,
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
-        thresholds_from_cv: dict | None = None) -> Tagger:
+        thresholds_from_cv: dict | None = None, neighbours: bool = False, asr_copies: int = 1,
+        nbr_emb: int = 0) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -192,7 +193,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
                unscaled=unscaled, end_features=end_features, prefixes=prefixes, chars=chars, char_min_df=char_min_df,
                char_scale=char_scale, unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings,
                emb_scale=emb_scale, emb_dim=emb_dim, emb_whiten=emb_whiten,
-               excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol)
+               excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol, neighbours=neighbours,
+               asr_copies=asr_copies, nbr_emb=nbr_emb)
     if embeddings and embedder is None:
         from speechpipe.tagging.embed import shared_embedder
 
@@ -204,6 +206,10 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     asr = [asr_copy(c, seed + call_seed(c)) for c in calls] if augment else []
     train += asr
     origin += list(range(len(asr)))
+    for j in range(1, asr_copies if augment else 0):  # more ASR-like copies, other seeds (never the evaluation's)
+        more = [asr_copy(c, seed + call_seed(c) + 100_003 * j) for c in calls]
+        train += [{**m, "call_id": f"{m['call_id']}{j}"} for m in more]
+        origin += list(range(len(more)))
     n_full = len(train)  # whole calls (clean, ASR-like); excerpts follow
     if excerpt:
         for k, c in enumerate(calls):
@@ -221,7 +227,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     char_vocab = sorted(g for g, n in cdf.items() if n >= char_min_df)
     proj = _emb_projection(embedder, train[:n_full], emb_dim, emb_whiten) if embeddings else None
     fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab,
-                      emb_dim=emb_dim if embeddings else 0, excerpt=excerpt, embedder=embedder, emb_proj=proj)
+                      emb_dim=emb_dim if embeddings else 0, excerpt=excerpt, embedder=embedder, emb_proj=proj,
+                      neighbours=neighbours, nbr_emb=nbr_emb if embeddings else 0)
     X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
@@ -239,6 +246,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     scale[fs.n_ev:fs.n_sparse] = char_scale
     scale[fs.n_sparse:nt] = emb_scale
     scale[nt + nc:] = stack_scale
+    scale[nt + fs._nbr_emb_at:nt + fs._nbr_emb_at + fs.nbr_emb] = emb_scale  # like the utterance's own embedding
     if not ngrams_on:  # ablation: no n-gram/prefix/lemma column (family phrases are n-gram columns too)
         scale[:nv] = 0.0
     if not families:  # ablation: no cue family, nor the family conjunction flags
@@ -343,6 +351,14 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["embedding_model"] = getattr(embedder, "name", None) if embeddings else None
         meta["excerpt"] = excerpt
         meta["evidence_rule"] = {"gate_p": gate_p, "lexical": lexical, "ctx_base": ctx_base.tolist()}
+    if neighbours:
+        meta["neighbours"] = True
+        meta["training"]["neighbours"] = True
+    if fs.nbr_emb:
+        meta["nbr_emb"] = fs.nbr_emb
+        meta["training"]["nbr_emb"] = fs.nbr_emb
+    if asr_copies != 1:
+        meta["training"]["asr_copies"] = asr_copies
     if calibration:
         meta["calibration"] = calibration
     if thresholds_from_cv:  # chosen on out-of-fold logits by cross_validate (optional; tagger-v3 keeps 0.5)
@@ -519,5 +535,6 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
 
 
 V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True,
-          stack=False, tune_thresholds=0, tol=1e-3)
+          stack=False, tune_thresholds=0, tol=1e-3,
+          neighbours=True, nbr_emb=32)  # v3.1: the other party's cue families and embedding next to an utterance
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
