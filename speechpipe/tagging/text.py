@@ -83,9 +83,10 @@ CUE_FAMILIES: dict[str, list[str]] = {
                  "fin helg", "god helg", "ha en fin", "ha en god", "snakkes", "ha det godt", "ha det bra",
                  "takk for samtalen", "ønsker deg", "lykke til", "ta vare på deg",
                  "god kveld", "god natt", "fin kveld", "god ettermiddag", "riktig god", "ha en riktig",  # v3
-                 # v3.1: how NKS answers the phone («NAV, Kari.», «Du har kommet til NAV») and the common
-                 # Norwegian leave-taking wishes (god tur, god bedring, hils …): hello and goodbye in the guide
-                 "<s> nav", "kommet til nav", "god formiddag", "god tur", "god bedring", "god jul", "god påske",
+                 # v3.1: how NKS answers the phone («Du har kommet til NAV») and the common Norwegian
+                 # leave-taking wishes (god tur, god bedring, hils …): hello and goodbye in the guide. Not a
+                 # bare «NAV» first: «NAV har ikke fått søknaden» would pass the greeting's word check.
+                 "kommet til nav", "god formiddag", "god tur", "god bedring", "god jul", "god påske",
                  "god sommer", "hils", "alt godt", "alt det beste", "kos deg", "ha det fint", "ha en fortsatt"],
     "exclaim": ["<s> oi", "<s> å", "<s> uff", "<s> jøss", "<s> au", "<s> wow", "så kjekt", "så gøy", "så fint",
                 "gratulerer", "så leit", "så trist", "det var trist", "det var leit", "å nei", "stakkars",
