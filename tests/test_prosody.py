@@ -265,3 +265,30 @@ def test_tracker_is_swappable_pyin_agrees_on_backchannels(shared):
     measured = [(a, b) for a, b in labels if b is not None]
     assert len(measured) >= 5 and sum(a == b for a, b in measured) >= len(measured) - 1
     assert all("too few voiced" in u.prosody["intonation_reason"] for _, u in pairs if u.intonation is None)
+
+
+def test_faint_breath_is_found_by_its_core_and_kept_at_its_full_length(shared):
+    """dev-001's caller breath at 110.6 s stands only ~11 dB over the floor: its core above 10 dB lasts
+    0.15 s, under ``min_s``; taken from onset to release (above 5 dB) it is a 0.2 s breath."""
+    import soxr
+
+    from speechpipe.audio import load_audio
+    from speechpipe.audio.acoustics import BreathConfig
+
+    ref = json.loads((_sim(shared) / "dev-001.ref.json").read_text())
+    audio = load_audio(_sim(shared) / "dev-001.mono.wav")
+    x = soxr.resample(audio.mono, audio.sample_rate, 8000).astype(np.float32)
+    f = frame_features(x)
+    level = float(np.percentile(f["energy_db"][f["periodicity"] > 0.6], 95))
+    b = next(r for r in ref["breaths"] if 110 < r["start"] < 111)
+
+    def hit(found):
+        return [d for d in found if d["start"] < b["end"] and d["end"] > b["start"]]
+
+    with_ext = hit(detect_breaths(f, [], level))
+    assert len(with_ext) == 1 and with_ext[0]["end"] - with_ext[0]["start"] >= 0.18
+    assert hit(detect_breaths(f, [], level, BreathConfig(extend_above_floor_db=None))) == []
+    # the extension never creates breaths out of nothing: every core-only detection is still there
+    core = detect_breaths(f, [], level, BreathConfig(extend_above_floor_db=None))
+    ext = detect_breaths(f, [], level)
+    assert all(any(e["start"] <= c["start"] and e["end"] >= c["end"] for e in ext) for c in core)

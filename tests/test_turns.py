@@ -195,3 +195,27 @@ def test_eval_diarization_from_output_scores_the_exported_rttm(shared, tmp_path,
     assert row3.split("│")[2].strip() == "0.0"  # DER of a perfect export
     row4 = next(line for line in r.stdout.splitlines() if "dev-004.mono.rttm" in line)
     assert float(row4.split("│")[2]) > 20
+
+
+def test_short_turn_position_rules():
+    """A caller's turn head is an answer's start, a counsellor's is «Okei. [next question]»; in mono a
+    short turn on the other party's recognised words is a mislabelled piece of their speech."""
+    from speechpipe.prosody.backchannel import short_listener_turns
+    from speechpipe.records import Turn, Utterance, Word
+
+    turns = [
+        Turn("counsellor", 0.0, 4.0), Turn("caller", 4.3, 4.7), Turn("caller", 4.7, 9.0),  # caller head
+        Turn("counsellor", 9.3, 9.7), Turn("counsellor", 9.7, 12.0),  # counsellor head
+        Turn("caller", 12.3, 20.0), Turn("counsellor", 14.0, 14.4),  # inside, on the caller's words
+        Turn("counsellor", 17.0, 17.4),  # inside, in a pause of the caller's
+    ]
+    words = [Word("ord", 12.4, 14.6, 0.9), Word("ord", 18.0, 19.9, 0.9)]
+    utts = [Utterance(t.speaker, t.start, t.end, "", transcribed=False) for t in turns if t.end - t.start > 1.5]
+    utts[2] = Utterance("caller", 12.3, 20.0, "ord ord", words=words)
+    out = short_listener_turns(utts, turns)
+    short = {(u.speaker, u.start) for u in out if "short_turn" in u.prosody}
+    assert short == {("counsellor", 9.3), ("counsellor", 17.0)}
+    # stereo: the channel tells who spoke, so the same overlap is a real overlapping «mm»
+    st = [Turn(t.speaker, t.start, t.end, channel=0 if t.speaker == "counsellor" else 1) for t in turns]
+    out = short_listener_turns(utts, st)
+    assert ("counsellor", 14.0) in {(u.speaker, u.start) for u in out if "short_turn" in u.prosody}

@@ -28,6 +28,12 @@ class BreathConfig:
     min_s: float = 0.18
     max_s: float = 1.0
     above_floor_db: float = 10.0
+    # A breath swells and fades: its core stands 10 dB clear of the floor, its onset and release do not
+    # (end to end on the mono sim calls most missed breaths had a core of 0.1-0.17 s above 10 dB inside
+    # 0.25-0.3 s of breath noise). A run of breath-like frames this far above the floor counts, with its
+    # length, when it holds a core; None: no extension (core runs alone).
+    extend_above_floor_db: float | None = 5.0
+    min_core_s: float = 0.08
     below_speech_db: float = 4.0  # re the speaker's 95th-percentile level
     max_periodicity: float = 0.5
     min_flatness: float = 0.1
@@ -148,7 +154,9 @@ def detect_breaths(
     (spectral flatness), ``above_floor_db`` above the noise floor yet
     ``below_speech_db`` below ``speech_level_db``, with its centroid in
     the low-mid band, and outside every word in ``word_spans``; runs of such
-    frames (gaps ≤ 30 ms closed) lasting 150–1000 ms are breaths. An inhaled
+    frames (gaps ≤ 30 ms closed) lasting ``min_s``–``max_s`` are breaths. With
+    ``extend_above_floor_db`` a run is taken at that lower level (onset and
+    release included) and kept when it holds ``min_core_s`` above ``above_floor_db``. An inhaled
     «ja» looks the same, which is why words heard by the recogniser are masked.
 
     Returns dicts with ``start``, ``end`` and measurements (``level_db``,
@@ -161,15 +169,27 @@ def detect_breaths(
         return []
     floor = noise_floor_db(e)
     lo_c, hi_c = c.centroid_hz
-    cand = (
+    like = (
         (feats["periodicity"] < c.max_periodicity)
         & (feats["flatness"] >= c.min_flatness)
-        & (e >= floor + c.above_floor_db)
         & (e <= speech_level_db - c.below_speech_db)
         & (feats["centroid"] >= lo_c)
         & (feats["centroid"] <= hi_c)
     )
-    cand = close_gaps(cand, 3) & ~span_mask(n, word_spans, pad=c.word_pad_s)
+    words = span_mask(n, word_spans, pad=c.word_pad_s)
+    core = close_gaps(like & (e >= floor + c.above_floor_db), 3) & ~words
+    if c.extend_above_floor_db is None or c.extend_above_floor_db >= c.above_floor_db:
+        cand = core
+    else:
+        cand = close_gaps(like & (e >= floor + c.extend_above_floor_db), 3) & ~words
+        # keep the extended runs that hold a core of at least min_core_s
+        cum = np.concatenate([[0], np.cumsum(core)])
+        need = int(round(c.min_core_s * SR / HOP))
+        keep = np.zeros(n, bool)
+        for a, b in zip(*runs(cand)):
+            if cum[b] - cum[a] >= need:
+                keep[a:b] = True
+        cand = keep
     step = HOP / SR
     out = []
     for a, b in zip(*runs(cand)):
