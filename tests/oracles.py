@@ -86,6 +86,8 @@ def tag_call_reference(tagger, utterances) -> dict:
             )
         if "what_more" in acts and "closed_question" in acts:
             acts.remove("closed_question")
+        if acoustic[i] and ok[BC]:  # a flagged short listener turn is a backchannel alone, whatever its words
+            acts = ["backchannel"]
         u.acts = acts
         u.evidence = {a: _evidence_ref(tagger, cols, ctx, ACTS.index(a)) for a in acts}
         if acoustic[i] and acts == ["backchannel"] and not auxes[i]["all_min"]:

@@ -219,3 +219,22 @@ def test_short_turn_position_rules():
     st = [Turn(t.speaker, t.start, t.end, channel=0 if t.speaker == "counsellor" else 1) for t in turns]
     out = short_listener_turns(utts, st)
     assert ("counsellor", 14.0) in {(u.speaker, u.start) for u in out if "short_turn" in u.prosody}
+
+
+def test_flagged_short_turn_is_a_backchannel_whatever_the_recogniser_wrote():
+    """The prosody stage flags a voiced short listener turn (≤ 2 words); the tagger takes it as a
+    backchannel alone even when Whisper wrote a question on it (the sim voices' «Okei» → «Hvor høy?»)."""
+    from speechpipe.records import Utterance
+    from speechpipe.tagging.tagger import ACOUSTIC_BC, load_tagger
+
+    def call(flag):
+        return [Utterance("caller", 0.0, 4.0, "Jeg har ventet i tre uker på svar fra dere."),
+                Utterance("counsellor", 4.3, 4.9, "Hvor høy?", prosody={ACOUSTIC_BC: True} if flag else {}),
+                Utterance("caller", 5.1, 8.0, "og nå er pengene helt slutt")]
+
+    tagger = load_tagger()
+    a, b = call(True), call(False)
+    tagger.tag_call(a)
+    tagger.tag_call(b)
+    assert a[1].acts == ["backchannel"] and a[1].evidence == {"backchannel": "acoustic:short_turn"}
+    assert b[1].acts != ["backchannel"]

@@ -368,6 +368,7 @@ class Tagger:
         pred[empty] = False
         if ac.any():  # … unless the audio found a short turn there: then it is a backchannel
             pred[empty & ac & ok[:, BC], BC] = True
+            pred = _acoustic_backchannels(pred, ac & ok[:, BC])
         return pred
 
     def _decide_torch(self, Xt, C, b: Batch, aux):
@@ -419,6 +420,7 @@ class Tagger:
         empty = aux["n_tokens"][b.text_code] == 0
         pred[empty] = False
         pred[empty & ac & ok[:, BC], BC] = True
+        pred = _acoustic_backchannels(pred, ac & ok[:, BC])
         return pred, phase, Ct.cpu().numpy(), La.cpu().numpy(), em.cpu().numpy(), reo
 
     def evidence(self, b: Batch, out: dict):
@@ -509,3 +511,13 @@ def load_tagger(path: str | Path | None = None, backend: str = "numpy", device: 
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             return load_tagger(None, backend, device, fast=True)
         raise
+
+
+def _acoustic_backchannels(pred: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """A short listener turn the prosody stage flagged (voiced, in the backchannel position, at most two
+    words or a minimal response) is a backchannel alone, whatever a recogniser made of it: on the robotic
+    sim voices «Okei» came out «Hvor høy?» and «Høy høy!» (5 of 53 gold backchannels on dev-001…010)."""
+    if flagged.any():
+        pred[flagged] = False
+        pred[flagged, BC] = True
+    return pred
