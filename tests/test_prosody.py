@@ -267,9 +267,9 @@ def test_tracker_is_swappable_pyin_agrees_on_backchannels(shared):
     assert all("too few voiced" in u.prosody["intonation_reason"] for _, u in pairs if u.intonation is None)
 
 
-def test_faint_breath_is_found_by_its_core_and_kept_at_its_full_length(shared):
+def test_faint_breath_is_found_by_its_core_when_the_extension_is_on(shared):
     """dev-001's caller breath at 110.6 s stands only ~11 dB over the floor: its core above 10 dB lasts
-    0.15 s, under ``min_s``; taken from onset to release (above 5 dB) it is a 0.2 s breath."""
+    0.15 s, under ``min_s``; with the opt-in extension (onset to release above 5 dB) it is a 0.2 s breath."""
     import soxr
 
     from speechpipe.audio import load_audio
@@ -281,14 +281,25 @@ def test_faint_breath_is_found_by_its_core_and_kept_at_its_full_length(shared):
     f = frame_features(x)
     level = float(np.percentile(f["energy_db"][f["periodicity"] > 0.6], 95))
     b = next(r for r in ref["breaths"] if 110 < r["start"] < 111)
+    ext_cfg = BreathConfig(extend_above_floor_db=5.0, mean_above_floor_db=12.0)
 
     def hit(found):
         return [d for d in found if d["start"] < b["end"] and d["end"] > b["start"]]
 
-    with_ext = hit(detect_breaths(f, [], level))
+    with_ext = hit(detect_breaths(f, [], level, ext_cfg))
     assert len(with_ext) == 1 and with_ext[0]["end"] - with_ext[0]["start"] >= 0.18
-    assert hit(detect_breaths(f, [], level, BreathConfig(extend_above_floor_db=None))) == []
-    # the extension never creates breaths out of nothing: every core-only detection is still there
-    core = detect_breaths(f, [], level, BreathConfig(extend_above_floor_db=None))
-    ext = detect_breaths(f, [], level)
+    core = detect_breaths(f, [], level)  # the default: core runs alone
+    assert hit(core) == []
+    # the extension never creates breaths out of nothing: every core-only detection lies in an extended one
+    ext = detect_breaths(f, [], level, BreathConfig(extend_above_floor_db=5.0))
     assert all(any(e["start"] <= c["start"] and e["end"] >= c["end"] for e in ext) for c in core)
+
+
+def test_word_masks_start_at_the_words_voicing():
+    """A word Whisper starts on the breath before it masks only from its voicing on; an unvoiced «ja» stays masked."""
+    from speechpipe.audio.acoustics import _from_voicing
+
+    voiced = np.zeros(100, bool)
+    voiced[40:60] = True  # 0.40-0.60 s voiced
+    assert _from_voicing([(0.10, 0.60)], voiced) == [(0.40, 0.60)]
+    assert _from_voicing([(0.65, 0.90)], voiced) == [(0.65, 0.90)]  # no voicing: stays whole
