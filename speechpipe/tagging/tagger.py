@@ -367,7 +367,6 @@ class Tagger:
         empty = aux["n_tokens"][b.text_code] == 0  # no words (empty, or only a [note]): no act …
         pred[empty] = False
         if ac.any():  # … unless the audio found a short turn there: then it is a backchannel
-            pred[empty & ac & ok[:, BC], BC] = True
             pred = _acoustic_backchannels(pred, ac & ok[:, BC])
         return pred
 
@@ -419,8 +418,7 @@ class Tagger:
         pred = pred.cpu().numpy()
         empty = aux["n_tokens"][b.text_code] == 0
         pred[empty] = False
-        pred[empty & ac & ok[:, BC], BC] = True
-        pred = _acoustic_backchannels(pred, ac & ok[:, BC])
+        pred = _acoustic_backchannels(pred, ac & ok[:, BC])  # a flagged short turn is a backchannel
         return pred, phase, Ct.cpu().numpy(), La.cpu().numpy(), em.cpu().numpy(), reo
 
     def evidence(self, b: Batch, out: dict):
