@@ -316,9 +316,7 @@ def breath_regions(
     level = float(np.percentile(e[inside], 95))
     out = []
     # the diariser's own, wider breath test (the prosody stage's events have stricter defaults)
-    wide = BreathConfig(min_s=0.15, above_floor_db=6.0, extend_above_floor_db=None, mean_above_floor_db=None,
-                        mask_from_voicing=False)
-    for b in detect_breaths(feats, [], level, wide):
+    for b in detect_breaths(feats, [], level, BreathConfig(min_s=0.15, above_floor_db=6.0)):
         i, j = int(b["start"] / FRAME_S), int(np.ceil(b["end"] / FRAME_S)) + 1
         if probs[i:j].max(initial=0.0) < max_peak and b["re_speech_db"] >= min_re_speech_db:
             out.append((float(b["start"]), float(b["end"])))
