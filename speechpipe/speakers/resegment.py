@@ -93,6 +93,12 @@ def relabel(ann: Annotation, regions: list[tuple[float, float, object, object]])
     return out.support()
 
 
+def _groups(piece_of: np.ndarray) -> list[slice]:
+    """The runs of equal piece index (windows come piece by piece)."""
+    cuts = [0, *(np.flatnonzero(np.diff(piece_of)) + 1).tolist(), len(piece_of)]
+    return [slice(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
 def window_labels(E: np.ndarray, piece_of: np.ndarray, start: np.ndarray, penalty: float, iterations: int,
                   num_labels: int) -> np.ndarray:
     """Label index of each window: per piece, the best path through cosine similarities to the centroids.
@@ -121,8 +127,7 @@ def window_labels(E: np.ndarray, piece_of: np.ndarray, start: np.ndarray, penalt
         # a label with no window of its own (all its turns shorter than a window) is never moved to
         S[:, ~C.any(axis=1)] = -np.inf
         new = labels.copy()
-        for p in np.unique(piece_of):
-            idx = np.flatnonzero(piece_of == p)
+        for idx in _groups(piece_of):
             new[idx] = viterbi(S[idx], penalty)
         labels = new
     return labels
@@ -139,20 +144,21 @@ def resegment(audio_mono: np.ndarray, ann: Annotation, excl: Annotation, embedde
     if not windows:
         return ann, excl
     piece_of = np.array([w[0] for w in windows])
+    groups = _groups(piece_of)
     E = np.full((len(windows), embedder.dimension), np.nan, np.float32)
-    for p, (a, b, _) in enumerate(pieces):
-        idx = np.flatnonzero(piece_of == p)
+    for idx in groups:
+        a, b, _ = pieces[piece_of[idx.start]]
         x = audio_mono[int(a * SAMPLE_RATE): int(b * SAMPLE_RATE)]
-        E[idx] = embedder.embed_windows(x, [(windows[i][1] - a, windows[i][2] - a) for i in idx])
+        E[idx] = embedder.embed_windows(x, [(s - a, e - a) for _, s, e in windows[idx]])
     start = np.array([labels.index(pieces[p][2]) for p in piece_of])
     new = window_labels(E, piece_of, start, cfg.penalty, cfg.iterations, len(labels))
     regions = []
-    for p, (a, b, lab) in enumerate(pieces):
-        idx = np.flatnonzero(piece_of == p)
-        centres = [(windows[i][1] + windows[i][2]) / 2 for i in idx]
+    for idx in groups:
+        a, b, lab = pieces[piece_of[idx.start]]
+        centres = [(s + e) / 2 for _, s, e in windows[idx]]
         # each window speaks for the stretch nearer its centre than its neighbours'; the ends reach the turn's
         bounds = [a, *((c + d) / 2 for c, d in zip(centres, centres[1:])), b]
-        for j, i in enumerate(idx):
+        for j, i in enumerate(range(idx.start, idx.stop)):
             if new[i] != start[i]:
                 regions.append((bounds[j], bounds[j + 1], lab, labels[new[i]]))
     if not regions:
