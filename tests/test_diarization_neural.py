@@ -85,6 +85,22 @@ def test_resegmentation_separates_talkers_one_local_speaker_held(shared, neural,
     assert hyp.argmax(Segment(26.4, 28.2)) != hyp.argmax(Segment(3.0, 12.0))
 
 
+def test_window_embeddings_of_one_pass_tell_two_real_voices_apart(shared, neural):
+    """CAM++ run once over 5-12 s of rcdev-01 (FEO070 to 7.9 s, FEO072 from 8.07 s): each window pooled
+    from that one pass is closer to its own speaker's embedding (from other speech) than to the other's."""
+    from speechpipe.audio import load_audio
+
+    x = load_audio(shared / "audio/realconv/rcdev-01.wav").mono
+    emb = neural.pipeline._embedder
+    sec = lambda a, b: x[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)]  # noqa: E731
+    ref = emb.embed([sec(0.3, 4.69), np.concatenate([sec(8.07, 9.09), sec(12.0, 13.14)])])
+    windows = [(0.0, 1.5), (2.05, 2.85), (4.8, 6.3), (5.5, 7.0)]  # seconds from 5.0: FEO070 twice, FEO072 twice
+    w = emb.embed_windows(sec(5.0, 12.0), windows)
+    assert w.shape == (4, 192) and np.allclose(np.linalg.norm(w, axis=1), 1, atol=1e-4)
+    sims = w @ ref.T
+    assert (sims[:2, 0] > sims[:2, 1]).all() and (sims[2:, 1] > sims[2:, 0]).all()
+
+
 def test_overlap_is_kept_and_the_exclusive_version_has_none(shared, neural):
     """Two real voices mixed so that they overlap for ~2.6 s: both speakers cover the overlap in the
     overlap-aware annotation; the exclusive one (used for words) gives each instant one speaker."""

@@ -8,7 +8,9 @@ never the hub, and the embedding step is CAM++ on each local speaker's own sampl
 left out) instead of a WeSpeaker ResNet over the whole window with a frame mask — CAM++'s
 context pooling would otherwise see the other speaker. On the CPU, a local speaker followed
 through overlapping windows (a track) is embedded once per 10 s rather than once per window.
-:class:`NeuralDiarizer` wraps it behind the diariser interface of :mod:`speechpipe.speakers.base`.
+:class:`NeuralDiarizer` wraps it behind the diariser interface of :mod:`speechpipe.speakers.base`,
+and re-scores short windows of each turn against the speakers' centroids afterwards
+(:mod:`speechpipe.speakers.resegment`).
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ class NeuralConfig:
     third_time_auc: float = 0.8
     batch_size: int = 8  # CAM++ segments per batch on the CPU (larger batches were slower on 2 cores)
     batch_size_cuda: int = 64
-    # short windows of each turn re-scored against the speakers' centroids (speechpipe.speakers.resegment):
-    # dev00 22.5 -> 8.5 % DER (segmentation-3.0 had two talkers in one local speaker), sim calls 1.6 -> 1.4 %
+    # short windows of each turn re-scored against the speakers' centroids (speechpipe.speakers.resegment; None:
+    # off). dev00 22.5 -> 9.1 % DER (segmentation-3.0 had two talkers in one local speaker), the 16 sim calls
+    # 1.6 -> 1.4 % (dev-012, dev-014: the third voice's confusion gone), the other real files unchanged. Cost: one
+    # CAM++ pass over the turns, +2.1 CPU-s on the 111 s dev-016 (3.4 -> 5.5 CPU-s, one thread)
     resegment: ResegmentConfig | None = field(default_factory=ResegmentConfig)
 
 
