@@ -234,13 +234,13 @@ class Pipeline:
         return _Job(call_id or call_id_for(audio.path), audio, utterances, speech, probs, timings, t0, turns)
 
     def _speaker_turns(self, audio: AudioData, probs: list) -> tuple:
-        """``(annotation, seconds)``: who spoke when, from the audio alone."""
+        """``((annotation, diariser name), seconds)``: who spoke when, from the audio alone."""
         from speechpipe.speakers.assign import speaker_turns
 
         t = time.perf_counter()
         with _torch_threads(self._cores_beside_asr()):
-            ann = speaker_turns(self.diarizer, audio, probs)
-        return ann, time.perf_counter() - t
+            turns = speaker_turns(self.diarizer, audio, probs)
+        return turns, time.perf_counter() - t
 
     def _cores_beside_asr(self) -> int | None:
         """CPU threads the diariser may use while Whisper runs: the cores Whisper's CPU workers leave.
@@ -263,12 +263,13 @@ class Pipeline:
         # and turn speech with no words stays as untranscribed utterances (speakers.assign).
         from speechpipe.speakers.assign import assign_words
 
-        ann, diarise_s = job.turns.result() if job.turns is not None else self._speaker_turns(audio, job.speech_probs)
+        speaker_turns, diarise_s = (job.turns.result() if job.turns is not None
+                                    else self._speaker_turns(audio, job.speech_probs))
         t = time.perf_counter()
         utterances, turns, roles = assign_words(
             self.diarizer, audio, utterances,
             counsellor_channel=counsellor_channel or self.config.counsellor_channel,
-            speech_probs=job.speech_probs, ann=ann,
+            speech_probs=job.speech_probs, turns=speaker_turns,
         )
         # The diariser's own time (spent beside Whisper when run from process/process_many) + assignment.
         timings["diarization"] = diarise_s + time.perf_counter() - t
@@ -305,7 +306,7 @@ class Pipeline:
             audio=audio.info(),
             models={
                 "asr": self.asr.name,
-                "diarizer": getattr(self.diarizer, "name", None),
+                "diarizer": speaker_turns[1] or None,  # the one that ran on this call (auto picks per call)
                 "tagger": getattr(self._tagger, "name", None),
                 "prosody": getattr(self._prosody, "name", None),
             },
@@ -366,7 +367,8 @@ class _Job:
     speech_probs: list  # per channel: Silero probability per 32 ms frame
     timings: dict[str, float]
     t0: float
-    turns: object = None  # Future of (speaker-turn annotation, seconds), or None: computed when finishing
+    # Future of ((speaker-turn annotation, diariser name), seconds), or None: computed when finishing
+    turns: object = None
 
 
 def _ready(item) -> bool:

@@ -78,3 +78,48 @@ def test_torch_threads_capped_then_restored():
     assert torch.get_num_threads() == before
     with _torch_threads(None):  # no cap (Whisper on a GPU)
         assert torch.get_num_threads() == before
+
+
+class _LengthASR:
+    """Recognises the 1 s call only after the 2 s call has been diarised (so diarisation runs ahead)."""
+
+    name = "length"
+    workers = 2
+    device = "cpu"
+
+    def __init__(self, diarised_2s: threading.Event):
+        self.diarised_2s = diarised_2s
+
+    def speech_regions(self, samples, probs=None):
+        return [(0.0, len(samples) / 16000)]
+
+    def transcribe(self, samples, progress=None, speech=None):
+        if len(samples) == 16000:
+            assert self.diarised_2s.wait(timeout=20)
+        return []
+
+
+class _NamingDiarizer:
+    """Names itself after the call it diarised last, as ``--diarizer auto`` does (stereo or neural)."""
+
+    name = "none"
+
+    def __init__(self, diarised_2s: threading.Event):
+        self.diarised_2s = diarised_2s
+
+    def diarize(self, audio, speech_probs=None) -> Annotation:
+        self.name = f"picked-for-{audio.samples.shape[1] // 16000}s"
+        if audio.samples.shape[1] == 32000:
+            self.diarised_2s.set()
+        return Annotation()
+
+
+def test_each_call_names_the_diariser_that_ran_on_it():
+    from speechpipe.config import PipelineConfig
+
+    ev = threading.Event()
+    pipe = Pipeline(PipelineConfig(prosody=False, tag=False), asr=_LengthASR(ev), diarizer=_NamingDiarizer(ev))
+    one = AudioData("one.wav", np.zeros((1, 16000), np.float32), 16000)
+    two = AudioData("two.wav", np.zeros((1, 32000), np.float32), 16000)
+    got = {r.call_id: r.models["diarizer"] for _, r in pipe.process_many([one, two], call_ids=["one", "two"])}
+    assert got == {"one": "picked-for-1s", "two": "picked-for-2s"}

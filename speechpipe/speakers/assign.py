@@ -229,25 +229,27 @@ def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
     return out
 
 
-def speaker_turns(diarizer, audio, speech_probs=None):
-    """Who spoke when, from the audio alone (no words needed): the diariser, then turn heads split.
+def speaker_turns(diarizer, audio, speech_probs=None) -> tuple:
+    """``(annotation, diariser name)``: who spoke when, from the audio alone (the diariser, turn heads split).
 
     ``speech_probs`` are the per-channel Silero probabilities (the mono array is passed on for
     1-channel audio). Needing no words, the pipeline runs this while Whisper recognises the call.
+    The name is read here, next to the call: ``--diarizer auto`` names the one it picked for it.
     """
     from speechpipe.speakers.turns import split_turn_heads
 
     vad = speech_probs
     if speech_probs is not None and audio.channels == 1 and len(speech_probs) == 1:
         vad = speech_probs[0]
-    return split_turn_heads(diarizer.diarize(audio, vad), audio)
+    ann = diarizer.diarize(audio, vad)
+    return split_turn_heads(ann, audio), getattr(diarizer, "name", "")
 
 
 def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channel: str = "auto",
-                 speech_probs=None, ann=None) -> tuple[list[Utterance], list, dict]:
+                 speech_probs=None, turns=None) -> tuple[list[Utterance], list, dict]:
     """The speakers stage: turns from the audio, words attached, roles; returns ``(utterances, turns, roles)``.
 
-    ``ann``: the :func:`speaker_turns` of this call when already computed, else they are computed
+    ``turns``: the :func:`speaker_turns` of this call when already computed, else they are computed
     here. Every stretch of a turn no word covers becomes an untranscribed utterance, so the
     utterances cover all the speech the turns hold.
     """
@@ -255,14 +257,13 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
     from speechpipe.speakers.roles import decide_roles
 
     stereo = audio.channels == 2
-    if ann is None:
-        ann = speaker_turns(diarizer, audio, speech_probs)
+    ann, name = turns if turns is not None else speaker_turns(diarizer, audio, speech_probs)
     if stereo:
         from speechpipe.audio.acoustics import level_difference
 
         utterances = drop_crosstalk(utterances, level_difference(audio))
     utts = attach_words(ann, utterances, stereo)
-    mapping, roles = decide_roles(ann, utts, stereo, counsellor_channel, getattr(diarizer, "name", ""))
+    mapping, roles = decide_roles(ann, utts, stereo, counsellor_channel, name)
     utts += untranscribed(ann, utts, stereo)
     for u in utts:
         lab = label_of(u)
