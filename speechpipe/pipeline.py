@@ -269,7 +269,7 @@ class Pipeline:
         utterances, turns, roles = assign_words(
             self.diarizer, audio, utterances,
             counsellor_channel=counsellor_channel or self.config.counsellor_channel,
-            speech_probs=job.speech_probs, turns=speaker_turns,
+            speech_probs=job.speech_probs, diarised=speaker_turns,
         )
         # The diariser's own time (spent beside Whisper when run from process/process_many) + assignment.
         timings["diarization"] = diarise_s + time.perf_counter() - t

@@ -246,10 +246,10 @@ def speaker_turns(diarizer, audio, speech_probs=None) -> tuple:
 
 
 def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channel: str = "auto",
-                 speech_probs=None, turns=None) -> tuple[list[Utterance], list, dict]:
+                 speech_probs=None, diarised=None) -> tuple[list[Utterance], list, dict]:
     """The speakers stage: turns from the audio, words attached, roles; returns ``(utterances, turns, roles)``.
 
-    ``turns``: the :func:`speaker_turns` of this call when already computed, else they are computed
+    ``diarised``: the :func:`speaker_turns` of this call when already computed, else they are computed
     here. Every stretch of a turn no word covers becomes an untranscribed utterance, so the
     utterances cover all the speech the turns hold.
     """
@@ -257,7 +257,7 @@ def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channe
     from speechpipe.speakers.roles import decide_roles
 
     stereo = audio.channels == 2
-    ann, name = turns if turns is not None else speaker_turns(diarizer, audio, speech_probs)
+    ann, name = diarised if diarised is not None else speaker_turns(diarizer, audio, speech_probs)
     if stereo:
         from speechpipe.audio.acoustics import level_difference
 
