@@ -7,6 +7,7 @@ Each stage sits behind a small interface and is built once per
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -91,8 +92,12 @@ class Pipeline:
         ``progress(done_seconds, total_seconds)`` is called during recognition.
         ``counsellor_channel`` overrides the configured one (per-call metadata).
         """
-        job = self._recognise(path, call_id, progress)
-        return self._finish(job, counsellor_channel)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # The diariser needs only the audio: it runs beside Whisper instead of after it.
+        with ThreadPoolExecutor(1, thread_name_prefix="speechpipe-speakers") as speakers:
+            job = self._recognise(path, call_id, progress, speakers)
+            return self._finish(job, counsellor_channel)
 
     def process_many(
         self,
@@ -143,14 +148,17 @@ class Pipeline:
         in_flight = max(1, int(getattr(self.asr, "workers", 1)))
         recognising: deque = deque()  # (path, chan, future of _Job), input order
         finishing: deque = deque()  # (path, future of CallResult | Exception), input order
+        # Three pools: recognition (Whisper), speaker turns (the diariser, from the audio alone, so it
+        # runs while Whisper recognises the same call), and finishing (words onto turns, prosody, tags).
         with ThreadPoolExecutor(in_flight, thread_name_prefix="speechpipe-recognise") as rec, \
+                ThreadPoolExecutor(1, thread_name_prefix="speechpipe-speakers") as speakers, \
                 ThreadPoolExecutor(1, thread_name_prefix="speechpipe-finish") as fin:
 
             def submit() -> None:
                 nxt = next(todo, None)
                 if nxt is not None:
                     path, cid, chan = nxt
-                    recognising.append((path, chan, rec.submit(self._recognise, path, cid)))
+                    recognising.append((path, chan, rec.submit(self._recognise, path, cid, None, speakers)))
 
             for _ in range(in_flight):
                 submit()
@@ -178,8 +186,12 @@ class Pipeline:
         if self.config.tag:
             _ = self.tagger
 
-    def _recognise(self, path, call_id=None, progress=None) -> "_Job":
-        """Decode once, VAD once per channel, ASR: the part that needs the Whisper model."""
+    def _recognise(self, path, call_id=None, progress=None, speakers=None) -> "_Job":
+        """Decode once, VAD once per channel, ASR: the part that needs the Whisper model.
+
+        ``speakers``: an executor that computes the call's speaker turns meanwhile (else
+        :meth:`_finish` computes them).
+        """
         from speechpipe.audio import load_audio
         from speechpipe.audio.vad import speech_probabilities
 
@@ -201,6 +213,7 @@ class Pipeline:
         probs = [speech_probabilities(audio.samples[ch]) for ch in range(audio.channels)]
         speech = [asr.speech_regions(audio.samples[ch], probs[ch]) for ch in range(audio.channels)]
         timings["vad"] = time.perf_counter() - t
+        turns = None if speakers is None else speakers.submit(self._speaker_turns, audio, probs)
 
         t = time.perf_counter()
         utterances: list[Utterance] = []
@@ -218,22 +231,48 @@ class Pipeline:
                 utterances.append(u)
         utterances.sort(key=lambda u: (u.start, u.end))
         timings["asr"] = time.perf_counter() - t
-        return _Job(call_id or call_id_for(audio.path), audio, utterances, speech, probs, timings, t0)
+        return _Job(call_id or call_id_for(audio.path), audio, utterances, speech, probs, timings, t0, turns)
+
+    def _speaker_turns(self, audio: AudioData, probs: list) -> tuple:
+        """``((annotation, diariser name), seconds)``: who spoke when, from the audio alone."""
+        from speechpipe.speakers.assign import speaker_turns
+
+        t = time.perf_counter()
+        with _torch_threads(self._cores_beside_asr()):
+            turns = speaker_turns(self.diarizer, audio, probs)
+        return turns, time.perf_counter() - t
+
+    def _cores_beside_asr(self) -> int | None:
+        """CPU threads the diariser may use while Whisper runs: the cores Whisper's CPU workers leave.
+
+        Without this limit torch's thread team and the Whisper workers oversubscribe the cores, and
+        spinning threads made diarisation 10–60× slower on a 2-core machine (measured).
+        """
+        asr = self._asr
+        if asr is None or getattr(asr, "device", "cpu") != "cpu":
+            return None
+        from speechpipe.asr.whisper import default_cpu_threads
+
+        used = int(getattr(asr, "workers", 1)) * int(getattr(asr, "threads", 1))
+        return max(1, default_cpu_threads() - used)
 
     def _finish(self, job: "_Job", counsellor_channel: str | None = None) -> CallResult:
         """Speakers/roles, prosody, tagging and the result record (no Whisper needed)."""
         audio, utterances, timings = job.audio, job.utterances, job.timings
-        t = time.perf_counter()
         # Turns come from the audio (the diariser reuses the Silero pass); words hang on them,
         # and turn speech with no words stays as untranscribed utterances (speakers.assign).
         from speechpipe.speakers.assign import assign_words
 
+        speaker_turns, diarise_s = (job.turns.result() if job.turns is not None
+                                    else self._speaker_turns(audio, job.speech_probs))
+        t = time.perf_counter()
         utterances, turns, roles = assign_words(
             self.diarizer, audio, utterances,
             counsellor_channel=counsellor_channel or self.config.counsellor_channel,
-            speech_probs=job.speech_probs,
+            speech_probs=job.speech_probs, diarised=speaker_turns,
         )
-        timings["diarization"] = time.perf_counter() - t
+        # The diariser's own time (spent beside Whisper when run from process/process_many) + assignment.
+        timings["diarization"] = diarise_s + time.perf_counter() - t
         if self.config.prosody:
             # Short listener turns (a «mm» the recogniser left out) become one utterance each, measured below.
             from speechpipe.prosody.backchannel import short_listener_turns
@@ -267,7 +306,7 @@ class Pipeline:
             audio=audio.info(),
             models={
                 "asr": self.asr.name,
-                "diarizer": getattr(self.diarizer, "name", None),
+                "diarizer": speaker_turns[1] or None,  # the one that ran on this call (auto picks per call)
                 "tagger": getattr(self._tagger, "name", None),
                 "prosody": getattr(self._prosody, "name", None),
             },
@@ -287,6 +326,21 @@ class Pipeline:
         timings["total"] = time.perf_counter() - job.t0
         result.models["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return result
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """Cap torch's intra-op threads at ``n`` for the block (process-wide: torch has no per-thread setting)."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is not None and n < old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
 
 
 def no_speech_reason(audio: AudioData, speech: list) -> str:
@@ -313,6 +367,8 @@ class _Job:
     speech_probs: list  # per channel: Silero probability per 32 ms frame
     timings: dict[str, float]
     t0: float
+    # Future of ((speaker-turn annotation, diariser name), seconds), or None: computed when finishing
+    turns: object = None
 
 
 def _ready(item) -> bool:

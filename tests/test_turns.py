@@ -209,9 +209,9 @@ def test_short_turn_position_rules():
         Turn("caller", 12.3, 20.0), Turn("counsellor", 14.0, 14.4),  # inside, on the caller's words
         Turn("counsellor", 17.0, 17.4),  # inside, in a pause of the caller's
     ]
-    words = [Word("ord", 12.4, 14.6, 0.9), Word("ord", 18.0, 19.9, 0.9)]
+    words = [Word("ord", 13.6, 14.2, 0.9), Word("ord", 14.2, 14.6, 0.9), Word("ord", 18.0, 18.9, 0.9)]
     utts = [Utterance(t.speaker, t.start, t.end, "", transcribed=False) for t in turns if t.end - t.start > 1.5]
-    utts[2] = Utterance("caller", 12.3, 20.0, "ord ord", words=words)
+    utts[2] = Utterance("caller", 12.3, 20.0, "ord ord ord", words=words)
     out = short_listener_turns(utts, turns)
     short = {(u.speaker, u.start) for u in out if "short_turn" in u.prosody}
     assert short == {("counsellor", 9.3), ("counsellor", 17.0)}
@@ -238,3 +238,24 @@ def test_flagged_short_turn_is_a_backchannel_whatever_the_recogniser_wrote():
     tagger.tag_call(b)
     assert a[1].acts == ["backchannel"] and a[1].evidence == {"backchannel": "acoustic:short_turn"}
     assert b[1].acts != ["backchannel"]
+
+
+def test_stretched_words_and_minimal_responses_of_the_other_party_do_not_hide_a_short_turn():
+    """Mono: Whisper stretches a word over speech it did not write («jeg» over 4 s, dev-003), and writes a
+    «mm» on the talker (dev-004); neither shows the talker speaking over the listener's short turn."""
+    from speechpipe.prosody.backchannel import short_listener_turns
+    from speechpipe.records import Turn, Utterance, Word
+
+    turns = [Turn("counsellor", 0.0, 12.0), Turn("caller", 3.0, 3.4), Turn("caller", 8.0, 8.4)]
+    talk = Utterance("counsellor", 0.0, 7.5, "nå har jeg sendt", words=[
+        Word("nå", 0.0, 0.3), Word("har", 0.3, 0.5), Word("jeg", 0.5, 4.6), Word("sendt", 4.6, 5.0)])
+    mm = Utterance("counsellor", 8.05, 8.35, "Mm.", words=[Word("Mm.", 8.05, 8.35)])
+    out = short_listener_turns([talk, mm, Utterance("counsellor", 9.0, 12.0, "så", words=[Word("så", 9.0, 9.3)])],
+                               turns)
+    short = {(u.speaker, u.start, u.text) for u in out if "short_turn" in u.prosody}
+    assert short == {("caller", 3.0, ""), ("caller", 8.0, "Mm.")}
+    assert not any(u.speaker == "counsellor" and u.text == "Mm." for u in out)  # taken over, not duplicated
+    # a word of ordinary length over the short turn still vetoes it
+    talk.words[2] = Word("jeg", 2.9, 3.5)
+    out = short_listener_turns([talk], turns[:2])
+    assert not any("short_turn" in u.prosody for u in out)

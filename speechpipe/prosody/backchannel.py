@@ -38,6 +38,10 @@ HEAD_ROLES = ("counsellor",)
 # party's words is a piece of their speech given the wrong label far more often than an overlapping «mm»
 # (the sim references overlap 3 times in 106); a «mm» in their pause has none of their words on it.
 OTHER_WORDS_MAX = 0.5  # share of the short turn the other party's words may cover
+# ... counting neither minimal-response words (a «mm» written on the other party: the diariser's short
+# turn says whose it is, and it is taken over) nor a word stretched over more than this: Whisper's
+# word timings span a pause or speech it did not write («jeg» over 4 s), so they show no talk there
+MAX_WORD_S = 1.0
 # voicing: a «mm»/«ja» is voiced through most of its length; a breath or cough hardly at all,
 # laughter in several short bursts
 MIN_VOICED_S = 0.08
@@ -85,9 +89,13 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
         inside = any(o.start <= t.start and o.end >= t.end for o in others)
         if t.channel is None and inside and _covered(other_words(utterances, t), t) > OTHER_WORDS_MAX:
             continue
-        timed = [i for i, u in enumerate(utterances) if i not in taken and u.speaker == t.speaker
-                 and u.start is not None and u.end is not None and u.start < t.end and u.end > t.start]
+        near = [i for i, u in enumerate(utterances) if i not in taken
+                and u.start is not None and u.end is not None and u.start < t.end and u.end > t.start]
+        timed = [i for i in near if utterances[i].speaker == t.speaker]
         mine = [i for i in timed if _inside(utterances[i], t)]
+        if t.channel is None:  # mono: a minimal response written on the other party, lying on this turn, is this one
+            mine += [i for i in near if utterances[i].speaker != t.speaker and _inside(utterances[i], t)
+                     and is_backchannel_candidate(utterances[i].text)]
         # an utterance running through the turn («Ja, jeg har …» heard as one): its words on the turn go
         # with it, the rest stays an utterance of its own (utterances split at turn changes)
         through = {i: _split_words(utterances[i], t) for i in timed if i not in mine and utterances[i].words}
@@ -110,7 +118,7 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
                     src = utterances[i]
                     extra.append(_copy_utt(src, rest, " ".join(w.text for w in rest), src.cluster,
                                            rest[0].start, rest[-1].end))
-        first = utterances[mine[0]] if mine else None
+        first = next((utterances[i] for i in mine if utterances[i].speaker == t.speaker), None)
         u = Utterance(t.speaker, t.start, t.end, text, words=words,
                       channel=first.channel if first else t.channel, cluster=first.cluster if first else t.cluster,
                       transcribed=bool(words) or any(utterances[i].transcribed for i in mine))
@@ -122,9 +130,23 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
 
 
 def other_words(utterances: list[Utterance], t: Turn) -> list[tuple[float, float]]:
-    """Word spans of the other speakers' utterances near the turn."""
+    """Word spans of the other speakers' utterances near the turn that show them talking there.
+
+    Left out: minimal-response words (whose they are is what the turn says) and words stretched
+    over more than ``MAX_WORD_S``.
+
+    Examples
+    --------
+    >>> from speechpipe.records import Word
+    >>> us = [Utterance("counsellor", 0, 5, "jeg vet", words=[Word("jeg", 0.0, 3.9), Word("vet", 3.9, 4.2)]),
+    ...       Utterance("counsellor", 5, 6, "mm", words=[Word("mm", 5.1, 5.4)])]
+    >>> other_words(us, Turn("caller", 3.0, 5.5))
+    [(3.9, 4.2)]
+    """
     return [(w.start, w.end) for u in utterances if u.speaker != t.speaker and u.start is not None
-            and u.start < t.end and u.end > t.start for w in u.words if w.start is not None and w.end is not None]
+            and u.start < t.end and u.end > t.start for w in u.words
+            if w.start is not None and w.end is not None and w.end - w.start <= MAX_WORD_S
+            and not is_backchannel_candidate(w.text)]
 
 
 def _covered(spans: list[tuple[float, float]], t: Turn) -> float:

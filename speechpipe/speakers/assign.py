@@ -229,32 +229,41 @@ def untranscribed(ann: Annotation, utterances: list[Utterance], stereo: bool,
     return out
 
 
+def speaker_turns(diarizer, audio, speech_probs=None) -> tuple:
+    """``(annotation, diariser name)``: who spoke when, from the audio alone (the diariser, turn heads split).
+
+    ``speech_probs`` are the per-channel Silero probabilities (the mono array is passed on for
+    1-channel audio). Needing no words, the pipeline runs this while Whisper recognises the call.
+    The name is read here, next to the call: ``--diarizer auto`` names the one it picked for it.
+    """
+    from speechpipe.speakers.turns import split_turn_heads
+
+    vad = speech_probs
+    if speech_probs is not None and audio.channels == 1 and len(speech_probs) == 1:
+        vad = speech_probs[0]
+    ann = diarizer.diarize(audio, vad)
+    return split_turn_heads(ann, audio), getattr(diarizer, "name", "")
+
+
 def assign_words(diarizer, audio, utterances: list[Utterance], counsellor_channel: str = "auto",
-                 speech_probs=None) -> tuple[list[Utterance], list, dict]:
+                 speech_probs=None, diarised=None) -> tuple[list[Utterance], list, dict]:
     """The speakers stage: turns from the audio, words attached, roles; returns ``(utterances, turns, roles)``.
 
-    ``diarizer.diarize(audio, vad)`` says who spoke when (overlap allowed); ``speech_probs``
-    are the per-channel Silero probabilities (the mono array is passed on for 1-channel audio).
-    Every stretch of a turn no word covers becomes an untranscribed utterance, so the
+    ``diarised``: the :func:`speaker_turns` of this call when already computed, else they are computed
+    here. Every stretch of a turn no word covers becomes an untranscribed utterance, so the
     utterances cover all the speech the turns hold.
     """
     from speechpipe.records import Turn
     from speechpipe.speakers.roles import decide_roles
 
     stereo = audio.channels == 2
-    vad = speech_probs
-    if speech_probs is not None and not stereo and len(speech_probs) == 1:
-        vad = speech_probs[0]
-    ann = diarizer.diarize(audio, vad)
-    from speechpipe.speakers.turns import split_turn_heads
-
-    ann = split_turn_heads(ann, audio)
+    ann, name = diarised if diarised is not None else speaker_turns(diarizer, audio, speech_probs)
     if stereo:
         from speechpipe.audio.acoustics import level_difference
 
         utterances = drop_crosstalk(utterances, level_difference(audio))
     utts = attach_words(ann, utterances, stereo)
-    mapping, roles = decide_roles(ann, utts, stereo, counsellor_channel, getattr(diarizer, "name", ""))
+    mapping, roles = decide_roles(ann, utts, stereo, counsellor_channel, name)
     utts += untranscribed(ann, utts, stereo)
     for u in utts:
         lab = label_of(u)
