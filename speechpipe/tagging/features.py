@@ -61,6 +61,10 @@ END_ROWS = (3, 6, 10)
 # Context only: they move a probability, never count as evidence of an act.
 NBR_FAMILIES = ("emotion", "cope_neg", "complaint", "swear", "relief", "request", "open_q", "closed_q", "info", "news",
                 "exclaim", "acknowledge", "agree", "hold", "referral", "summary")
+# A short utterance that starts with «NAV» («NAV, Kari.», «NAV, Mats her.», «NAV Kontaktsenter, Camilla.») is how NKS
+# answers the phone: it counts as a greeting word (round 4). Longer ones («NAV har ikke fått søknaden») do not.
+PHONE_OPEN = "phone_open"
+PHONE_OPEN_MAX = 3
 TEXT_EXTRA = ("qmark", "excl", "shout", *(f"len>={b}" for b in LEN_BINS), "all_minimal", "short_minimal",
               *(f"cue:{a}+{b}" for a, b in FAMILY_PAIRS))
 
@@ -241,6 +245,8 @@ class FeatureSpace:
             Xn, flags, ntok, nmin = text_ngram_matrix(texts, self.index)
         fam = (Xn @ self.fam_matrix) > 0
         fam = np.asarray(fam.todense()) if sp.issparse(fam) else np.asarray(fam)
+        if PHONE_OPEN in self.fam_col:  # «NAV, Kari.»: how NKS answers the phone is a greeting (round 4)
+            fam[:, self.fam_col["greeting"]] |= fam[:, self.fam_col[PHONE_OPEN]] & (ntok <= PHONE_OPEN_MAX)
         lens = np.stack([ntok >= b for b in LEN_BINS], axis=1)
         all_min = (ntok > 0) & (nmin == ntok)
         short_min = (ntok > 0) & (ntok <= 3) & (nmin >= ntok - 1)
@@ -405,6 +411,8 @@ class FeatureSpace:
         fam = [any(self.col[p] in colset for p in self.families[f]) for f in self.fam_names]
         qmark, excl, shout = text_flags_reference(text)
         nt = len(toks)
+        if PHONE_OPEN in self.fam_col and fam[self.fam_col[PHONE_OPEN]] and nt <= PHONE_OPEN_MAX:
+            fam[self.fam_col["greeting"]] = True
         nm = sum(t in MINIMAL for t in toks)
         all_min = nt > 0 and nm == nt
         short_min = 0 < nt <= 3 and nm >= nt - 1

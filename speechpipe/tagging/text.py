@@ -87,7 +87,11 @@ CUE_FAMILIES: dict[str, list[str]] = {
                  # leave-taking wishes (god tur, god bedring, hils …): hello and goodbye in the guide. Not a
                  # bare «NAV» first: «NAV har ikke fått søknaden» would pass the greeting's word check.
                  "kommet til nav", "god formiddag", "god tur", "god bedring", "god jul", "god påske",
-                 "god sommer", "hils", "alt godt", "alt det beste", "kos deg", "ha det fint", "ha en fortsatt"],
+                 "god sommer", "hils", "alt godt", "alt det beste", "kos deg", "ha det fint", "ha en fortsatt",
+                 # round 4: «NAV Kontaktsenter, Kari her.», «NAV, det er Kari.»
+                 "nav kontaktsenter", "kontaktsenteret", "<s> nav det"],
+    # round 4: the first word is «NAV»; with at most three words it is the phone greeting (features.PHONE_OPEN)
+    "phone_open": ["<s> nav"],
     "exclaim": ["<s> oi", "<s> å", "<s> uff", "<s> jøss", "<s> au", "<s> wow", "så kjekt", "så gøy", "så fint",
                 "gratulerer", "så leit", "så trist", "det var trist", "det var leit", "å nei", "stakkars",
                 "auda", "så bra", "så hyggelig", "så flott", "trist å høre", "leit å høre", "oi", "uff", "jøss",

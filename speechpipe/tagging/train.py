@@ -171,7 +171,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         gate_p: float | None = None, lexical: bool = False,
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
         thresholds_from_cv: dict | None = None, neighbours: bool = False, asr_copies: int = 1,
-        nbr_emb: int = 0) -> Tagger:
+        nbr_emb: int = 0, guide: list | None = None, guide_copies: int = 0) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -185,7 +185,9 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     as a one-utterance excerpt in training, and an "excerpt" context flag), ``gate_p`` and ``lexical``
     (the evidence rule, see :class:`~speechpipe.tagging.tagger.Tagger`), ``families``/``ngrams_on`` (off: the cue
     families / the n-gram and prefix columns get no weight; for the ablation), ``calibration`` (per-act
-    Platt parameters, from :func:`speechpipe.tagging.validate.cross_validate`).
+    Platt parameters, from :func:`speechpipe.tagging.validate.cross_validate`), ``guide``/``guide_copies`` (the
+    annotation guide's examples, :func:`speechpipe.tagging.guide.load_guide_examples`, added this many times as
+    one-utterance excerpts, clean and ASR-like; round 4).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -194,7 +196,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
                char_scale=char_scale, unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings,
                emb_scale=emb_scale, emb_dim=emb_dim, emb_whiten=emb_whiten,
                excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol, neighbours=neighbours,
-               asr_copies=asr_copies, nbr_emb=nbr_emb)
+               asr_copies=asr_copies, nbr_emb=nbr_emb, guide=guide, guide_copies=guide_copies)
     if embeddings and embedder is None:
         from speechpipe.tagging.embed import shared_embedder
 
@@ -216,6 +218,13 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
             ex = excerpts(c, asr[k] if asr else None)
             train += ex
             origin += [k] * len(ex)
+    if guide_copies:  # the guide's own examples, quoted alone (no dev call: origin -1, in no fold)
+        if not guide:
+            raise ValueError("guide_copies > 0 needs the guide's examples (guide=load_guide_examples(...))")
+        for j in range(guide_copies):
+            for g in guide:
+                train.append(g if j % 2 == 0 else {**asr_copy(g, seed + call_seed(g) + j), "call_id": g["call_id"]})
+                origin.append(-1)
     df, cdf = Counter(), Counter()
     for c in train[:n_full]:
         for u in c["utterances"]:
@@ -359,6 +368,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["training"]["nbr_emb"] = fs.nbr_emb
     if asr_copies != 1:
         meta["training"]["asr_copies"] = asr_copies
+    if guide_copies:
+        meta["training"].update(guide_copies=guide_copies, guide_examples=len(guide))
     if calibration:
         meta["calibration"] = calibration
     if thresholds_from_cv:  # chosen on out-of-fold logits by cross_validate (optional; tagger-v3 keeps 0.5)
