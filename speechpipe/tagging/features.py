@@ -164,11 +164,17 @@ class FeatureSpace:
 
     def __init__(self, vocab: list[str], families: dict[str, list[str]] | None = None, end_features: bool = False,
                  chars: list[str] | None = None, emb_dim: int = 0, excerpt: bool = False, embedder=None,
-                 emb_proj: tuple | None = None, neighbours: bool = False, nbr_emb: int = 0):
+                 emb_proj: tuple | None = None, neighbours: bool = False, nbr_emb: int = 0,
+                 long_phrases: bool = False):
         self.families = dict(families if families is not None else CUE_FAMILIES)
         fam_phrases = sorted({p for ps in self.families.values() for p in ps})
-        # Family phrases are always n-gram columns, even when unseen in training.
-        self.vocab = list(dict.fromkeys([*vocab, *fam_phrases]))
+        # A family phrase of more than three tokens («og så var det») is no n-gram (trigrams at most): with
+        # long_phrases (round 4) it matches when all its trigrams occur; before, it never matched.
+        self.long_phrases = long_phrases
+        long = [p for p in fam_phrases if len(p.split()) > 3] if long_phrases else []
+        parts = {p: [" ".join(t[i:i + 3]) for i in range(len(t) - 2)] for p in long for t in [p.split()]}
+        # Family phrases (and the trigrams of long ones) are always n-gram columns, even when unseen in training.
+        self.vocab = list(dict.fromkeys([*vocab, *fam_phrases, *(g for p in long for g in parts[p])]))
         self.col = {g: i for i, g in enumerate(self.vocab)}
         self.index = NgramIndex(self.vocab)
         self.fam_names = list(self.families)
@@ -180,6 +186,16 @@ class FeatureSpace:
         self.fam_matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
                                         shape=(len(self.vocab), len(self.fam_names)))
         self.fam_col = {n: i for i, n in enumerate(self.fam_names)}
+        # long phrases: (vocab × phrase) trigram counts, trigrams needed, (phrase × family)
+        self._long_parts = [[self.col[g] for g in parts[p]] for p in long]
+        r = [c for cs in self._long_parts for c in cs]
+        k = [j for j, cs in enumerate(self._long_parts) for _ in cs]
+        self._long_matrix = sp.csr_matrix((np.ones(len(r)), (r, k)), shape=(len(self.vocab), len(long)))
+        self._long_need = np.array([len(cs) for cs in self._long_parts], dtype=np.float64)
+        lf = [(j, self.fam_col[f]) for j, p in enumerate(long) for f in self.fam_names if p in self.families[f]]
+        self._long_fam = np.zeros((len(long), len(self.fam_names)), dtype=bool)
+        for j, f in lf:
+            self._long_fam[j, f] = True
         # Character n-grams (tagger-v3) come last in the text block: [n-grams | families | flags | chars].
         self.chars = list(chars or [])
         self.char_col = {g: i for i, g in enumerate(self.chars)}
@@ -245,6 +261,9 @@ class FeatureSpace:
             Xn, flags, ntok, nmin = text_ngram_matrix(texts, self.index)
         fam = (Xn @ self.fam_matrix) > 0
         fam = np.asarray(fam.todense()) if sp.issparse(fam) else np.asarray(fam)
+        if len(self._long_need):  # a long phrase needs all its trigrams
+            hit = np.asarray((Xn @ self._long_matrix).todense()) >= self._long_need
+            fam |= (hit.astype(np.float64) @ self._long_fam) > 0
         if PHONE_OPEN in self.fam_col:  # «NAV, Kari.»: how NKS answers the phone is a greeting (round 4)
             fam[:, self.fam_col["greeting"]] |= fam[:, self.fam_col[PHONE_OPEN]] & (ntok <= PHONE_OPEN_MAX)
         lens = np.stack([ntok >= b for b in LEN_BINS], axis=1)
@@ -409,6 +428,9 @@ class FeatureSpace:
         colset = set(cols)
         nv = len(self.vocab)
         fam = [any(self.col[p] in colset for p in self.families[f]) for f in self.fam_names]
+        for cs, fl in zip(self._long_parts, self._long_fam):
+            if all(c in colset for c in cs):
+                fam = [a or bool(b) for a, b in zip(fam, fl)]
         qmark, excl, shout = text_flags_reference(text)
         nt = len(toks)
         if PHONE_OPEN in self.fam_col and fam[self.fam_col[PHONE_OPEN]] and nt <= PHONE_OPEN_MAX:

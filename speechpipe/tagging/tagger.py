@@ -111,7 +111,7 @@ class Tagger:
         self.fs = FeatureSpace(meta["vocab"], meta["families"], end_features=meta.get("end_features", False),
                                chars=meta.get("char_vocab"), emb_dim=meta.get("emb_dim", 0),
                                excerpt=meta.get("excerpt", False), neighbours=meta.get("neighbours", False),
-                               nbr_emb=meta.get("nbr_emb", 0),
+                               nbr_emb=meta.get("nbr_emb", 0), long_phrases=meta.get("long_phrases", False),
                                emb_proj=(np.asarray(arrays["emb_mean"], np.float64),
                                          np.asarray(arrays["emb_proj"], np.float64))
                                if "emb_proj" in arrays else None)

@@ -171,7 +171,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         gate_p: float | None = None, lexical: bool = False,
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
         thresholds_from_cv: dict | None = None, neighbours: bool = False, asr_copies: int = 1,
-        nbr_emb: int = 0, guide: list | None = None, guide_copies: int = 0) -> Tagger:
+        nbr_emb: int = 0, guide: list | None = None, guide_copies: int = 0, long_phrases: bool = False) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -196,7 +196,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
                char_scale=char_scale, unbalanced_acts=unbalanced_acts, lemmas=lemmas, embeddings=embeddings,
                emb_scale=emb_scale, emb_dim=emb_dim, emb_whiten=emb_whiten,
                excerpt=excerpt, families=families, ngrams_on=ngrams_on, tol=tol, neighbours=neighbours,
-               asr_copies=asr_copies, nbr_emb=nbr_emb, guide=guide, guide_copies=guide_copies)
+               asr_copies=asr_copies, nbr_emb=nbr_emb, guide=guide, guide_copies=guide_copies,
+               long_phrases=long_phrases)
     if embeddings and embedder is None:
         from speechpipe.tagging.embed import shared_embedder
 
@@ -237,7 +238,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     proj = _emb_projection(embedder, train[:n_full], emb_dim, emb_whiten) if embeddings else None
     fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab,
                       emb_dim=emb_dim if embeddings else 0, excerpt=excerpt, embedder=embedder, emb_proj=proj,
-                      neighbours=neighbours, nbr_emb=nbr_emb if embeddings else 0)
+                      neighbours=neighbours, nbr_emb=nbr_emb if embeddings else 0, long_phrases=long_phrases)
     X, Y, P, spk, R, b = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
@@ -368,6 +369,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["training"]["nbr_emb"] = fs.nbr_emb
     if asr_copies != 1:
         meta["training"]["asr_copies"] = asr_copies
+    if long_phrases:
+        meta["long_phrases"] = True
     if guide_copies:
         meta["training"].update(guide_copies=guide_copies, guide_examples=len(guide))
     if calibration:
