@@ -220,8 +220,12 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
             train += ex
             origin += [k] * len(ex)
     if guide_copies:  # the guide's own examples, quoted alone (no dev call: origin -1, in no fold)
-        if not guide:
-            raise ValueError("guide_copies > 0 needs the guide's examples (guide=load_guide_examples(...))")
+        if guide is None:  # the guide next to the gold calls (../shared/annotation-guide.md)
+            from speechpipe.tagging.guide import guide_path, load_guide_examples
+
+            if not calls or not calls[0].get("path"):
+                raise ValueError("guide_copies > 0 needs guide= or gold calls read from files (to find the guide)")
+            guide = load_guide_examples(guide_path(Path(calls[0]["path"]).parent))
         for j in range(guide_copies):
             for g in guide:
                 train.append(g if j % 2 == 0 else {**asr_copy(g, seed + call_seed(g) + j), "call_id": g["call_id"]})
@@ -550,5 +554,6 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
 
 V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True,
           stack=False, tune_thresholds=0, tol=1e-3,
-          neighbours=True, nbr_emb=32)  # v3.1: the other party's cue families and embedding next to an utterance
+          neighbours=True, nbr_emb=32,  # v3.1: the other party's cue families and embedding next to an utterance
+          guide_copies=2, long_phrases=True)  # round 4: the guide's examples as excerpts; long cue phrases match
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings

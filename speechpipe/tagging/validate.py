@@ -246,7 +246,7 @@ def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: i
 
     t0 = time.process_time()
     calls = load_gold_dir(gold_dir)
-    if fit_kw.get("guide_copies") and not fit_kw.get("guide"):  # the guide next to the gold calls
+    if fit_kw.get("guide_copies") and not fit_kw.get("guide"):  # the guide next to the gold calls, read once
         from speechpipe.tagging.guide import guide_path, load_guide_examples
 
         fit_kw["guide"] = load_guide_examples(guide_path(gold_dir))
