@@ -555,5 +555,6 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
 V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True,
           stack=False, tune_thresholds=0, tol=1e-3,
           neighbours=True, nbr_emb=32,  # v3.1: the other party's cue families and embedding next to an utterance
-          guide_copies=2, long_phrases=True)  # round 4: the guide's examples as excerpts; long cue phrases match
+          guide_copies=2, long_phrases=True,  # round 4: the guide's examples as excerpts; long cue phrases match
+          reopen_bias=-0.7)  # round 4: the wider new-topic cues reopened too often (writer-group CV: structure 44 → 47)
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
