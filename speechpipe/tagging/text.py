@@ -154,8 +154,8 @@ CUE_FAMILIES: dict[str, list[str]] = {
         "eget nummer", "egen linje",
         # round 4: transfer and message verbs in more forms
         "overføre", "overfører", "koble deg videre", "sende en beskjed", "sender en beskjed", "sendt en beskjed",
-        "sende en melding", "sendt en melding", "legge inn en beskjed", "må du kontakte", "du må kontakte", "ta det opp med",
-        "sjekke hos"],
+        "sende en melding", "sendt en melding", "legge inn en beskjed", "må du kontakte", "du må kontakte",
+        "ta det opp med", "sjekke hos"],
     "info": ["du kan", "du må", "reglene", "behandlingstid", "uker", "kroner", "prosent", "logg inn",
              "logger inn", "nav no", "trykk", "søknad", "vedtak", "utbetal", "jeg ser", "står", "frist",
              "gå inn på", "velg", "knappen", "det er sånn", "det betyr", "da får du", "du får", "du har rett på",
@@ -213,8 +213,8 @@ CUE_FAMILIES: dict[str, list[str]] = {
         "arbeidstilsynet", "politiet", "barnevernet", "familievernet", "krisesenter", "statsforvalteren", "legevakten",
         "fastlege"],
     "evaluative": ["kjedelig", "dumt", "urimelig", "frustrerende", "altfor", "skikkelig", "tungvint", "vanskelig",
-        "ikke lett", "ikke greit", "ikke bra", "leit", "forståelig", "for galt", "rart", "kjipt", "irriterende", "innviklet", "komplisert",
-        "ikke enkelt", "vanskelig å forstå"],
+        "ikke lett", "ikke greit", "ikke bra", "leit", "forståelig", "for galt", "rart",
+        "kjipt", "irriterende", "innviklet", "komplisert", "ikke enkelt", "vanskelig å forstå"],  # round 4
     "agree_frame": ["det er jo", "<s> ja det er", "<s> nei det er", "der er jeg", "du har", "har rett", "enig",
         "rett i", "det er", "det var"],
     "thanks": ["takk", "tusen takk", "takk skal du ha", "bare hyggelig"],
