@@ -173,6 +173,9 @@ def register(app, eval_app):
         ),
         folds: Optional[int] = typer.Option(None, "--folds", help="CV folds (default: leave one call out)."),
         fast: bool = typer.Option(False, "--fast", help="Train the fast model (no sentence embeddings)."),
+        by_writer: bool = typer.Option(
+            False, "--writer-groups", help="Cross-validate by the four writer groups of tagger-dev (4 folds)."
+        ),
     ):
         """Learn the tagger's weights from gold calls (reproducible: fixed seed). The cross-validation also
         calibrates the act confidences, so it is part of training unless --no-cv."""
@@ -186,14 +189,14 @@ def register(app, eval_app):
         kw = dict(FAST_KW if fast else V3, C=c, tune_thresholds=tune)
         stem = out or MODEL_DIR / (FAST_STEM if fast else MODEL_STEM)
         try:
-            res = train_and_save(gold, stem, cv=not no_cv, folds=folds, name=stem.name, **kw)
+            res = train_and_save(gold, stem, cv=not no_cv, folds=folds, by_writer=by_writer, name=stem.name, **kw)
         except GoldError as e:
             con.print(f"[red]error[/red] {e}")
             raise typer.Exit(2) from None
         con.print(f"wrote {res['json']} and {res['npz']}")
         cv = res["cross_validation"]
         if cv:
-            con.print(_metrics_table(f"leave-one-call-out ({cv['folds']} folds), clean text", cv["clean"]))
+            con.print(_metrics_table(f"leave-calls-out ({cv['folds']} folds), clean text", cv["clean"]))
             con.print(_metrics_table("same, ASR-like text", cv["asr_like"]))
             if "single" in cv:
                 con.print(f"single utterances out of context: exact act set {cv['single']['exact_set_accuracy']:.3f}")

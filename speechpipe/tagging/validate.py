@@ -238,10 +238,10 @@ def writer_groups(calls: list[dict]) -> list[list[int]]:
 
 
 def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: int | None = None,
-                   tune_from_cv: bool = False, **fit_kw) -> dict:
-    """Cross-validate (leave one call out unless ``folds``), fit on all calls with the out-of-fold
-    calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds chosen on the
-    out-of-fold logits), and write the model; returns the paths and the CV results."""
+                   tune_from_cv: bool = False, by_writer: bool = False, **fit_kw) -> dict:
+    """Cross-validate (leave one call out unless ``folds``; by writer group with ``by_writer``), fit on all calls
+    with the out-of-fold calibration of the act confidences (and, with ``tune_from_cv``, the per-act thresholds
+    chosen on the out-of-fold logits), and write the model; returns the paths and the CV results."""
     import time
 
     t0 = time.process_time()
@@ -250,7 +250,8 @@ def train_and_save(gold_dir, stem: Path | None = None, cv: bool = True, folds: i
         from speechpipe.tagging.guide import guide_path, load_guide_examples
 
         fit_kw["guide"] = load_guide_examples(guide_path(gold_dir))
-    metrics = cross_validate(calls, folds=folds, **fit_kw) if cv else None
+    groups = writer_groups(calls) if by_writer else None  # CV by writer group (4 folds) instead of by call
+    metrics = cross_validate(calls, folds=folds, groups=groups, **fit_kw) if cv else None
     t1 = time.process_time()
     cal = metrics.pop("calibration") if metrics else None
     thr = metrics["tuned_thresholds"]["thresholds"] if metrics and tune_from_cv else None
