@@ -89,7 +89,7 @@ def test_long_cue_phrases_match_in_both_paths():
     nt = new.fam_col["new_topic"]
     assert aux["fam"][:, nt].tolist() == [True, True, False, False, False]
     assert aux["fam"][3, new.fam_col["hold"]] and aux["fam"][4, new.fam_col["cope_neg"]]
-    assert not old.text_block(texts[:2])[1]["fam"][:, old.fam_col["new_topic"]].any()
+    assert not old.text_block(texts[1:2])[1]["fam"][:, old.fam_col["new_topic"]].any()  # «ting til» is a trigram cue
     assert len(old.vocab) < len(new.vocab) and old.vocab == new.vocab[:len(old.vocab)]
 
 
