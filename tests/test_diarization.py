@@ -78,6 +78,7 @@ def test_roles_from_reference_turns_right_on_every_sim_call_with_and_without_tex
 def test_stereo_auto_finds_the_counsellor_on_every_stereo_sim_call(shared):
     from speechpipe.audio import load_audio
     from speechpipe.audio.vad import speech_probabilities
+    from speechpipe.speakers.assign import assign_words, speaker_turns
     from speechpipe.speakers.diarization import StereoDiarizer
 
     d = StereoDiarizer()
@@ -86,20 +87,21 @@ def test_stereo_auto_finds_the_counsellor_on_every_stereo_sim_call(shared):
     for f in files:
         audio = load_audio(f)
         probs = [speech_probabilities(audio.samples[c]) for c in range(2)]  # one VAD pass, as the pipeline shares it
+        turns = speaker_turns(d, audio, probs)  # once per file (each channel may go through the neural diariser)
         ref_json = f.with_name(f.name.replace(".stereo.flac", ".ref.json"))
         for with_text in (True, False):
             _, utts = ref_utterances(ref_json, channel=True, with_text=with_text)
-            out, roles = d.assign(audio, utts, counsellor_channel="auto", speech_probs=probs)
+            out, _, roles = assign_words(d, audio, utts, counsellor_channel="auto", diarised=turns)
             assert roles["method"] == "stereo-auto" and roles["counsellor"] == "left", (f.name, roles)
             assert roles["confidence"] > 0.5
             assert {u.speaker for u in out} == {"counsellor", "caller"}
         # a forced channel is obeyed
         _, utts = ref_utterances(ref_json, channel=True)
-        out, roles = d.assign(audio, utts, counsellor_channel="right", speech_probs=probs)
+        out, _, roles = assign_words(d, audio, utts, counsellor_channel="right", diarised=turns)
         assert roles["counsellor"] == "right" and out[0].speaker == "caller"
         # who-spoke-when from the channels matches the reference turns
         assert der(reference(f.with_name(f.name.replace(".stereo.flac", ".rttm"))),
-                   d.diarize(audio, speech_probs=probs).rename_labels({"left": "counsellor", "right": "caller"})) < 0.08
+                   turns[0].rename_labels({"left": "counsellor", "right": "caller"})) < 0.08
 
 
 def test_stereo_crosstalk_leak_is_not_speech(shared):
