@@ -11,19 +11,23 @@ from speechpipe.pipeline import Pipeline, _torch_threads
 from speechpipe.records import AudioData, Utterance, Word
 
 
-class _WaitingASR:
-    """Recognises only once the diariser has run: a pipeline that diarises after ASR would stall here."""
+class _FakeASR:
+    """The transcriber interface on the CPU; subclasses decide what ``transcribe`` waits for."""
 
-    name = "waiting"
+    name = "fake"
     workers = 1
     device = "cpu"
+
+    def speech_regions(self, samples, probs=None):
+        return [(0.0, len(samples) / 16000)]
+
+
+class _WaitingASR(_FakeASR):
+    """Recognises only once the diariser has run: a pipeline that diarises after ASR would stall here."""
 
     def __init__(self, diarised: threading.Event):
         self.diarised = diarised
         self.saw_turns_first: list[bool] = []
-
-    def speech_regions(self, samples, probs=None):
-        return [(0.0, len(samples) / 16000)]
 
     def transcribe(self, samples, progress=None, speech=None):
         self.saw_turns_first.append(self.diarised.wait(timeout=20))
@@ -80,18 +84,13 @@ def test_torch_threads_capped_then_restored():
         assert torch.get_num_threads() == before
 
 
-class _LengthASR:
+class _LengthASR(_FakeASR):
     """Recognises the 1 s call only after the 2 s call has been diarised (so diarisation runs ahead)."""
 
-    name = "length"
     workers = 2
-    device = "cpu"
 
     def __init__(self, diarised_2s: threading.Event):
         self.diarised_2s = diarised_2s
-
-    def speech_regions(self, samples, probs=None):
-        return [(0.0, len(samples) / 16000)]
 
     def transcribe(self, samples, progress=None, speech=None):
         if len(samples) == 16000:
