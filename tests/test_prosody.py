@@ -96,6 +96,23 @@ def test_final_movement_uses_last_voiced_stretch():
     assert final_pitch_movement(t, f0)[0] == "fall"
 
 
+def test_final_movement_drops_a_final_blip_after_a_pause():
+    """A falling «okei» and, 150 ms later at the short turn's edge, 40 ms of the next speaker's voice
+    (dev-016 in mono): too short to carry a contour, so the «okei» decides; a stop closure followed by
+    a whole vowel («ak-kurat») stays one contour."""
+    t = np.arange(60) * 0.01
+    f0 = np.full(60, np.nan)
+    f0[:40] = 100 * 2 ** (np.linspace(0, -4, 40) / 12)
+    f0[55:59] = 96.0
+    label, change, _ = final_pitch_movement(t, f0)
+    assert label == "fall" and change == pytest.approx(-4.0, abs=0.5)
+    f0[55:] = 80 * 2 ** (np.linspace(0, 4, 5) / 12)  # five frames to the end: still too short
+    f0[59] = np.nan
+    assert final_pitch_movement(t, f0)[0] == "fall"
+    f0[48:60] = 100 * 2 ** (np.linspace(0, 4, 12) / 12)  # a whole rising vowel after an 80 ms closure
+    assert final_pitch_movement(t, f0)[0] == "rise"
+
+
 def test_repair_octaves_anchor():
     st = np.array([12.0, 12.3, 12.5])  # a whole contour an octave too high
     assert repair_octaves(st, anchor=0.5) == pytest.approx([0.0, 0.3, 0.5])

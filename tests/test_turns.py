@@ -221,6 +221,26 @@ def test_short_turn_position_rules():
     assert ("counsellor", 14.0) in {(u.speaker, u.start) for u in out if "short_turn" in u.prosody}
 
 
+def test_a_turn_head_the_recogniser_wrote_as_a_minimal_response_alone_is_a_candidate():
+    """A caller's turn head is an answer's start, unless Whisper wrote it as an utterance of its own made
+    only of a minimal response («Ja...» then «Hva er det med?», dev-004): then it is one, measured on
+    the turn (Whisper's times lag it), and the recognised utterance is taken over, not kept twice."""
+    from speechpipe.prosody.backchannel import short_listener_turns
+    from speechpipe.records import Turn, Utterance, Word
+
+    turns = [Turn("counsellor", 0.0, 4.0), Turn("caller", 4.3, 4.65), Turn("caller", 4.65, 9.0)]
+    ja = Utterance("caller", 4.5, 4.9, "Ja...", words=[Word("Ja...", 4.5, 4.9, 0.9)])
+    rest = Utterance("caller", 4.9, 9.0, "hva er det med", words=[Word("hva", 4.9, 5.2, 0.9)])
+    out = short_listener_turns([Utterance("counsellor", 0.0, 4.0, "du har stått i det lenge"), ja, rest], turns)
+    short = [u for u in out if "short_turn" in u.prosody]
+    assert [(u.start, u.end, u.text) for u in short] == [(4.3, 4.65, "Ja...")]
+    assert sum(u.text == "Ja..." for u in out) == 1
+    # the same head under an answer's first words stays part of the answer
+    ans = Utterance("caller", 4.3, 9.0, "ja det er riktig", words=[Word("ja", 4.3, 4.5, 0.9), Word("det", 4.7, 4.9)])
+    out = short_listener_turns([Utterance("counsellor", 0.0, 4.0, "har du søkt"), ans], turns)
+    assert not any("short_turn" in u.prosody for u in out)
+
+
 def test_flagged_short_turn_is_a_backchannel_whatever_the_recogniser_wrote():
     """The prosody stage flags a voiced short listener turn (≤ 2 words); the tagger takes it as a
     backchannel alone even when Whisper wrote a question on it (the sim voices' «Okei» → «Hvor høy?»)."""

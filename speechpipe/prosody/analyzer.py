@@ -66,6 +66,7 @@ class ProsodyConfig:
     movement_st: float = 1.5  # |change| ≥ this is a rise/fall …
     glissando: float = 0.16  # … and |Δst|·T ≥ 0.16 ('t Hart's glissando threshold 0.16/T² st/s)
     min_voiced_frames: int = 6
+    blip_gap_s: float = 0.10  # a pause this long before a final voiced blip (< min_voiced_frames) ends the contour
     stretch_gap_s: float = 0.30  # a longer unvoiced gap ends a voiced stretch (stop closures do not)
     # breaths
     breath: BreathConfig = field(default_factory=BreathConfig)
@@ -103,18 +104,20 @@ def final_pitch_movement(
     if v.sum() < c.min_voiced_frames:
         return None, None, f"too few voiced frames ({int(v.sum())} < {c.min_voiced_frames})"
     t, st = times[v], hz_to_st(f0[v])
-    # last voiced stretch: split where the gap between voiced frames is long
+    # A voiced blip at the end, too short to carry a contour and after a pause, is the next speaker's
+    # onset at a short turn's edge (mono), a creaky tail or noise: a stop closure is followed by a whole vowel.
+    while len(t) >= c.min_voiced_frames:
+        cut = np.flatnonzero(np.diff(t) > c.blip_gap_s)
+        if not len(cut) or len(t) - cut[-1] - 1 >= c.min_voiced_frames:
+            break
+        t, st = t[: cut[-1] + 1], st[: cut[-1] + 1]
+    if len(t) < c.min_voiced_frames:
+        return None, None, f"too few voiced frames ({len(t)} < {c.min_voiced_frames})"
+    # last voiced stretch: split where the gap between voiced frames is long (the loop above left it
+    # at least min_voiced_frames long)
     breaks = np.flatnonzero(np.diff(t) > c.stretch_gap_s)
     first = breaks[-1] + 1 if len(breaks) else 0
-    if len(t) - first < c.min_voiced_frames and len(breaks):
-        # a tiny final blip (e.g. a creaky tail) — fall back to the stretch before it
-        prev = breaks[-2] + 1 if len(breaks) > 1 else 0
-        t, st = t[prev : first], st[prev : first]
-    else:
-        t, st = t[first:], st[first:]
-    if len(t) < c.min_voiced_frames:
-        return None, None, f"last voiced stretch too short ({len(t)} frames)"
-    st = repair_octaves(st, anchor_st)
+    t, st = t[first:], repair_octaves(st[first:], anchor_st)
     win = t >= t[-1] - c.final_window_s
     tw, sw = t[win], st[win]
     endm = tw >= tw[-1] - c.end_level_s

@@ -34,6 +34,8 @@ SURE_MAX_WORDS = 2
 # backchannel); end to end on dev-001/002/010 caller heads were 1 gold in 31.
 HEAD_GAP_S = 0.05  # the same speaker's next turn starts this close: the short turn is a turn's head
 HEAD_ROLES = ("counsellor",)
+# ... unless the recogniser wrote the head as an utterance of its own made only of a minimal response
+# («Ja...», then «Hva er det med?»): an answer's «ja» is written into the answer's sentence
 # Mono: a short turn the diariser puts inside the other party's turn where the recogniser heard that
 # party's words is a piece of their speech given the wrong label far more often than an overlapping «mm»
 # (the sim references overlap 3 times in 106); a «mm» in their pause has none of their words on it.
@@ -83,16 +85,20 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
             continue
         if any(o is not t and o.start < t.start and o.end > t.start - OWN_GAP_S for o in by_spk[t.speaker]):
             continue
+        near = [i for i, u in enumerate(utterances) if i not in taken
+                and u.start is not None and u.end is not None and u.start < t.end and u.end > t.start]
+        # what the recogniser wrote on its own as a minimal response of this speaker, on this turn
+        # (Whisper's times lag or lead the turn's by a few hundred ms)
+        said = [i for i in near if utterances[i].speaker == t.speaker and is_backchannel_candidate(utterances[i].text)
+                and utterances[i].end - utterances[i].start <= MAX_S]
         head = any(o is not t and t.end - 0.01 <= o.start < t.end + HEAD_GAP_S for o in by_spk[t.speaker])
-        if head and not after_first(others, by_spk[t.speaker], t) and t.speaker not in HEAD_ROLES:
+        if head and not after_first(others, by_spk[t.speaker], t) and t.speaker not in HEAD_ROLES and not said:
             continue
         inside = any(o.start <= t.start and o.end >= t.end for o in others)
         if t.channel is None and inside and _covered(other_words(utterances, t), t) > OTHER_WORDS_MAX:
             continue
-        near = [i for i, u in enumerate(utterances) if i not in taken
-                and u.start is not None and u.end is not None and u.start < t.end and u.end > t.start]
         timed = [i for i in near if utterances[i].speaker == t.speaker]
-        mine = [i for i in timed if _inside(utterances[i], t)]
+        mine = [i for i in timed if _inside(utterances[i], t) or i in said]
         if t.channel is None:  # mono: a minimal response written on the other party, lying on this turn, is this one
             mine += [i for i in near if utterances[i].speaker != t.speaker and _inside(utterances[i], t)
                      and is_backchannel_candidate(utterances[i].text)]
