@@ -276,7 +276,10 @@ class Pipeline:
         if self.config.prosody:
             # Short listener turns (a «mm» the recogniser left out) become one utterance each, measured below.
             from speechpipe.prosody.backchannel import short_listener_turns
+            from speechpipe.prosody.register import relabel_by_register
 
+            # Mono: a «ja» the diariser gave to the talker, voiced in the listener's register, is the listener's.
+            utterances, turns = relabel_by_register(audio, utterances, turns, getattr(self.prosody, "tracker", None))
             utterances = short_listener_turns(utterances, turns)
 
         events = []

@@ -30,7 +30,8 @@ class _WaitingASR(_FakeASR):
         self.saw_turns_first: list[bool] = []
 
     def transcribe(self, samples, progress=None, speech=None):
-        self.saw_turns_first.append(self.diarised.wait(timeout=20))
+        # generous: the speakers thread imports pyannote/torch on first use, slow on a loaded machine
+        self.saw_turns_first.append(self.diarised.wait(timeout=120))
         return [Utterance("unknown", 0.2, 1.0, "hei der", words=[Word("hei", 0.2, 0.5), Word("der", 0.5, 1.0)])]
 
 

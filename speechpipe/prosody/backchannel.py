@@ -129,6 +129,10 @@ def short_listener_turns(utterances: list[Utterance], turns: list[Turn]) -> list
                       channel=first.channel if first else t.channel, cluster=first.cluster if first else t.cluster,
                       transcribed=bool(words) or any(utterances[i].transcribed for i in mine))
         u.prosody["short_turn"] = {"turn_s": round(dur, 3), "position": "inside" if inside else "between"}
+        moved = [utterances[i].prosody["speaker_from_pitch"] for i in mine
+                 if "speaker_from_pitch" in utterances[i].prosody]
+        if moved:  # speechpipe.prosody.register gave it to this speaker: keep the note
+            u.prosody["speaker_from_pitch"] = moved[0]
         merged.append(u)
     out = [u for i, u in enumerate(utterances) if i not in taken] + merged + extra
     out.sort(key=lambda v: ((v.start or 0.0), (v.end or 0.0)))
