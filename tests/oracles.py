@@ -61,6 +61,8 @@ def tag_call_reference(tagger, utterances) -> dict:
                 row += [ctxs[i][tagger.fs.n_ctx + c] for c in tagger._reo_cols]
             r = sum(v * wj for v, wj in zip(row, w)) + b0
             r = min(max(r, -30.0), 30.0)
+            if tagger.reopen_gate and not tagger.fs.reopen_cue_ref(speakers, auxes, i):
+                r = -30.0
             reo.append((-math.log1p(math.exp(-r)), -math.log1p(math.exp(r))))
     path = viterbi_reference(ems, tagger.logA.tolist(), tagger.logpi.tolist(), reo)
     acoustic = [bool(u.prosody.get(ACOUSTIC_BC)) for u in utterances]
@@ -86,6 +88,9 @@ def tag_call_reference(tagger, utterances) -> dict:
             )
         if "what_more" in acts and "closed_question" in acts:
             acts.remove("closed_question")
+        for w, lo in tagger.exclusive:
+            if ACTS[w] in acts and ACTS[lo] in acts:
+                acts.remove(ACTS[lo])
         if acoustic[i] and ok[BC]:  # a flagged short listener turn is a backchannel alone, whatever its words
             acts = ["backchannel"]
         u.acts = acts

@@ -52,6 +52,10 @@ REOPEN_NAMES = ("new_topic", "topic_shift", "handover", "request", "emotion", "d
                 "prev_what_more", "prev2_what_more", "prev_summary", "prev2_summary", "wm_then_not_decline",
                 "summary_then_caller_words")
 TOPIC_WINDOWS = (2, 5, 9)
+# Reopen rule (round 5): the guide's hourglass reopens when a caller or a new voice raises a new topic, hands the phone
+# over, or answers a what-more, a summary or a goodbye. A reopening may start only at an utterance by a non-counsellor
+# with a new-topic or handover cue of its own, by the first 'other' voice, or one or two rows after one of these.
+REOPEN_AFTER = ("what_more", "summary", "greeting", "thanks")
 EXCERPT_ROWS = 3  # a "call" this short is an excerpt (quoted utterances), not a call: no position features
 # "within the last N rows of the call": closings are short and come last
 # (a new-topic/handover cue by a non-counsellor this many rows back or fewer)
@@ -61,6 +65,9 @@ END_ROWS = (3, 6, 10)
 # Context only: they move a probability, never count as evidence of an act.
 NBR_FAMILIES = ("emotion", "cope_neg", "complaint", "swear", "relief", "request", "open_q", "closed_q", "info", "news",
                 "exclaim", "acknowledge", "agree", "hold", "referral", "summary")
+# neighbours=2 (round 5): also the other party's new topic, handover, what-more and goodbye next to an utterance (the
+# summary or what-more that a new topic answers is closing; the rows after a new topic are mapping again)
+NBR_FAMILIES_2 = NBR_FAMILIES + ("new_topic", "handover", "what_more", "greeting")
 # A short utterance that starts with «NAV» («NAV, Kari.», «NAV, Mats her.», «NAV Kontaktsenter, Camilla.») is how NKS
 # answers the phone: it counts as a greeting word (round 4). Longer ones («NAV har ikke fått søknaden») do not.
 PHONE_OPEN = "phone_open"
@@ -222,9 +229,11 @@ class FeatureSpace:
             self.ctx_names += [*(f"last_rows:{r}" for r in END_ROWS), "bye_near", "bye_near_late"]
         self.neighbours = neighbours
         self._nbr_at = len(self.ctx_names)
+        self._nbr_names = NBR_FAMILIES_2 if neighbours == 2 else NBR_FAMILIES  # True (== 1): the round-3.1 list
         if neighbours:
-            self._nbr_fam = [self.fam_col[f] for f in NBR_FAMILIES]
-            self.ctx_names += [*(f"prev_other:{f}" for f in NBR_FAMILIES), *(f"next_other:{f}" for f in NBR_FAMILIES)]
+            self._nbr_fam = [self.fam_col[f] for f in self._nbr_names]
+            self.ctx_names += [*(f"prev_other:{f}" for f in self._nbr_names),
+                               *(f"next_other:{f}" for f in self._nbr_names)]
         # the first nbr_emb projected embedding axes of the previous utterance when the other party said it
         self.nbr_emb = min(int(nbr_emb), self.emb_dim)
         self._nbr_emb_at = len(self.ctx_names)
@@ -347,7 +356,7 @@ class FeatureSpace:
             C[:, k3 + len(END_ROWS)] = near
             C[:, k3 + len(END_ROWS) + 1] = near & late
         if self.neighbours:
-            nf, k4 = len(NBR_FAMILIES), self._nbr_at
+            nf, k4 = len(self._nbr_names), self._nbr_at
             fn = fam[:, self._nbr_fam]
             C[:, k4:k4 + nf] = np.roll(fn, 1, axis=0) & (~first & ~prev_same)[:, None]
             C[:, k4 + nf:k4 + 2 * nf] = np.roll(fn, -1, axis=0) & (~last & (next_spk != spk))[:, None]
@@ -360,6 +369,23 @@ class FeatureSpace:
                 C[np.ix_(np.flatnonzero(ex), self._pos_cols)] = 0.0
                 C[:, -1] = ex
         return C
+
+    def reopen_cue(self, b: Batch, aux) -> np.ndarray:
+        """``(N,)`` bool: may a reopening start at this utterance (:data:`REOPEN_AFTER`)?"""
+        fam, fc, i, spk = aux["fam"][b.text_code], self.fam_col, b.row_in_call(), b.spk.astype(np.int64)
+        cum = np.cumsum(spk == 2)  # the first 'other' row of its call: the running count within the call reaches 1
+        first_other = (spk == 2) & (cum - np.repeat(np.concatenate(([0], cum))[b.offsets[:-1]], np.diff(b.offsets)) < 2)
+        after = fam[:, [fc[f] for f in REOPEN_AFTER]].any(axis=1)
+        prev = (np.roll(after, 1) & (i >= 1)) | (np.roll(after, 2) & (i >= 2))
+        return (spk != 0) & (fam[:, fc["new_topic"]] | fam[:, fc["handover"]] | first_other | prev)
+
+    def reopen_cue_ref(self, speakers: list[int], auxes: list[dict], i: int) -> bool:
+        """:meth:`reopen_cue` of utterance ``i`` of one call (plain Python)."""
+        fc = self.fam_col
+        f = auxes[i]["fam"]
+        own = f[fc["new_topic"]] or f[fc["handover"]] or (speakers[i] == 2 and 2 not in speakers[:i])
+        prev = any(auxes[r]["fam"][fc[x]] for r in range(max(0, i - 2), i) for x in REOPEN_AFTER)
+        return speakers[i] != 0 and bool(own or prev)
 
     def reopen_block(self, b: Batch, aux) -> np.ndarray:
         """Reopen-cue features (:data:`REOPEN_NAMES`), one row per utterance."""
@@ -492,7 +518,7 @@ class FeatureSpace:
             row[k3 + len(END_ROWS)] = float(near)
             row[k3 + len(END_ROWS) + 1] = float(near and 2 * i >= n)
         if self.neighbours:
-            nf, k4 = len(NBR_FAMILIES), self._nbr_at
+            nf, k4 = len(self._nbr_names), self._nbr_at
             for j, f in enumerate(self._nbr_fam):
                 row[k4 + j] = float(not first and not prev_same and auxes[i - 1]["fam"][f])
                 row[k4 + nf + j] = float(not last and speakers[i + 1] != speakers[i] and auxes[i + 1]["fam"][f])

@@ -167,6 +167,10 @@ class Tagger:
                 raise TaggerError(f"model {self.name}: reopen weights do not match its feature space")
             self.logA = reopen_free(self.logA)
         self.logpi = np.asarray(meta["logpi"], dtype=np.float64)
+        self.reopen_gate = bool(meta.get("reopen_gate", False))  # round 5: a reopening needs a reopen cue
+        # round 5: [winner, loser] act pairs that the gold calls never give one utterance («a summary is not also
+        # information»: 0 of 102 summaries, all four writers); the loser goes when both are predicted
+        self.exclusive = [(ACTS.index(a), ACTS.index(b)) for a, b in meta.get("exclusive_acts", [])]
         self.roles = role_mask()
         # Evidence: each n-gram's own weight plus the weight of the cue families it belongs to.
         nv, nf = len(self.fs.vocab), len(self.fs.fam_names)
@@ -341,6 +345,8 @@ class Tagger:
             R = np.hstack([R, S])
         r = R @ self.W_reopen[:-1] + self.W_reopen[-1]
         r = np.clip(r, -30.0, 30.0)
+        if self.reopen_gate:  # no new topic, new voice, or what-more/summary/goodbye just before: no reopening
+            r[~self.fs.reopen_cue(b, aux)] = -30.0
         return np.column_stack([-np.log1p(np.exp(-r)), -np.log1p(np.exp(r))])
 
     def _decide_acts(self, L: np.ndarray, b: Batch, allowed: np.ndarray, aux,
@@ -364,6 +370,8 @@ class Tagger:
             pc[:, BC] = wins
             pred[cand] = pc
         pred[:, CQ] &= ~pred[:, WM]  # a what-more question is not also a closed question
+        for w, lo in self.exclusive:
+            pred[:, lo] &= ~pred[:, w]
         empty = aux["n_tokens"][b.text_code] == 0  # no words (empty, or only a [note]): no act …
         pred[empty] = False
         if ac.any():  # … unless the audio found a short turn there: then it is a backchannel
@@ -415,6 +423,8 @@ class Tagger:
         pred[bc_wins, BC] = True
         pred[:, BC] &= bc_wins
         pred[:, CQ] &= ~pred[:, WM]
+        for w, lo in self.exclusive:
+            pred[:, lo] &= ~pred[:, w]
         pred = pred.cpu().numpy()
         empty = aux["n_tokens"][b.text_code] == 0
         pred[empty] = False

@@ -145,6 +145,7 @@ def _design(fs: FeatureSpace, calls: list[dict]):
     X = sp.hstack([Xt[b.text_code], sp.csr_matrix(C)], format="csr")
     X.eliminate_zeros()
     R = fs.reopen_block(b, aux)
+    cue = fs.reopen_cue(b, aux)
     Y = np.zeros((b.n, NA), dtype=bool)
     P = np.zeros(b.n, dtype=np.int64)
     spk = []
@@ -156,7 +157,7 @@ def _design(fs: FeatureSpace, calls: list[dict]):
             P[i] = PHASES.index(ph) if ph in PHASES else -1
             spk.append(u.speaker)
             i += 1
-    return X, Y, P, np.array(spk, dtype=object), R, b
+    return X, Y, P, np.array(spk, dtype=object), R, b, cue
 
 
 def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True, seed: int = 0,
@@ -170,8 +171,9 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         emb_scale: float = 1.0, emb_dim: int = 96, emb_whiten: bool = True, tol: float = 1e-4, excerpt: bool = False,
         gate_p: float | None = None, lexical: bool = False,
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
-        thresholds_from_cv: dict | None = None, neighbours: bool = False, asr_copies: int = 1,
-        nbr_emb: int = 0, guide: list | None = None, guide_copies: int = 0, long_phrases: bool = False) -> Tagger:
+        thresholds_from_cv: dict | None = None, neighbours: bool | int = False, asr_copies: int = 1,
+        nbr_emb: int = 0, guide: list | None = None, guide_copies: int = 0, long_phrases: bool = False,
+        reopen_gate: bool = False, exclusive_acts: tuple = ()) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -187,7 +189,10 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     families / the n-gram and prefix columns get no weight; for the ablation), ``calibration`` (per-act
     Platt parameters, from :func:`speechpipe.tagging.validate.cross_validate`), ``guide``/``guide_copies`` (the
     annotation guide's examples, :func:`speechpipe.tagging.guide.load_guide_examples`, added this many times as
-    one-utterance excerpts, clean and ASR-like; round 4).
+    one-utterance excerpts, clean and ASR-like; round 4). Round 5: ``reopen_gate`` (a reopening may start only at a
+    reopen cue, :meth:`~speechpipe.tagging.features.FeatureSpace.reopen_cue`; the reopen model is fitted on those rows),
+    ``neighbours=2`` (:data:`~speechpipe.tagging.features.NBR_FAMILIES_2`), ``exclusive_acts`` ([winner, loser] pairs
+    never given together), ``asr_copies`` (ASR-like copies of every training call, each with its own seed).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -243,7 +248,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     fs = FeatureSpace(vocab, CUE_FAMILIES, end_features=end_features, chars=char_vocab,
                       emb_dim=emb_dim if embeddings else 0, excerpt=excerpt, embedder=embedder, emb_proj=proj,
                       neighbours=neighbours, nbr_emb=nbr_emb if embeddings else 0, long_phrases=long_phrases)
-    X, Y, P, spk, R, b = _design(fs, train)
+    X, Y, P, spk, R, b, cue = _design(fs, train)
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
     if stack:
@@ -316,6 +321,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     # regression so that its probability can serve as a transition probability.
     prevP = np.roll(P, 1)
     at_risk = (b.row_in_call() > 0) & (prevP >= 2) & (P >= 0)
+    if reopen_gate:  # the reopen model learns P(reopen | a reopen cue): the rule decides the rest
+        at_risk &= cue
     y_reo = P[at_risk] == 1
     W_reopen = np.zeros(R.shape[1] + 1)
     if 0 < y_reo.sum() < len(y_reo) and not acts_only:
@@ -366,8 +373,8 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["excerpt"] = excerpt
         meta["evidence_rule"] = {"gate_p": gate_p, "lexical": lexical, "ctx_base": ctx_base.tolist()}
     if neighbours:
-        meta["neighbours"] = True
-        meta["training"]["neighbours"] = True
+        meta["neighbours"] = True if neighbours is True or neighbours == 1 else int(neighbours)
+        meta["training"]["neighbours"] = meta["neighbours"]
     if fs.nbr_emb:
         meta["nbr_emb"] = fs.nbr_emb
         meta["training"]["nbr_emb"] = fs.nbr_emb
@@ -375,6 +382,10 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["training"]["asr_copies"] = asr_copies
     if long_phrases:
         meta["long_phrases"] = True
+    if reopen_gate:
+        meta["reopen_gate"] = True
+    if exclusive_acts:
+        meta["exclusive_acts"] = [list(x) for x in exclusive_acts]
     if guide_copies:
         meta["training"].update(guide_copies=guide_copies, guide_examples=len(guide))
     if calibration:
@@ -554,7 +565,10 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
 
 V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True,
           stack=False, tune_thresholds=0, tol=1e-3,
-          neighbours=True, nbr_emb=32,  # v3.1: the other party's cue families and embedding next to an utterance
+          nbr_emb=32,  # v3.1: the other party's cue families (neighbours, below) and embedding next to an utterance
           guide_copies=2, long_phrases=True,  # round 4: the guide's examples as excerpts; long cue phrases match
-          reopen_bias=-0.7)  # round 4: the wider new-topic cues reopened too often (writer-group CV: structure 44 → 47)
+          reopen_bias=-0.7,  # round 4: the wider new-topic cues reopened too often (writer-group CV: structure 44 → 47)
+          reopen_gate=True,  # round 5: a reopening needs a reopen cue (the guide's hourglass)
+          neighbours=2,  # v3.1 (True); round 5: 2, the other party's new topic, handover, what-more, goodbye too
+          exclusive_acts=(("summary", "information"),), asr_copies=2)  # round 5: see the model card
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
