@@ -397,3 +397,20 @@ def test_a_summary_is_not_also_information(tagger, fast, shared):
         u, ref = _alone(fast, "counsellor", x), [Utterance("counsellor", None, None, x)]
         tag_call_reference(fast, ref)
         assert u.acts == ref[0].acts == ["summary"]
+
+
+def test_neighbour_context_2_learned_the_closing_before_a_new_topic(tagger, fast):
+    """neighbours=2 (round 5): the other party's new topic right after an utterance is a context column, and trained on
+    the gold calls it moves that utterance (the summary or what-more a new topic answers) to closing and the one after
+    a new topic to mapping. Models with round 3.1's neighbour context (``True``) keep their 32 columns."""
+    from speechpipe.tagging.phases import PHASES
+    from speechpipe.tagging.tagger import NA
+
+    assert FeatureSpace(["ja"], neighbours=2).n_ctx == FeatureSpace(["ja"], neighbours=True).n_ctx + 8
+    cl, so, ma = (NA + PHASES.index(p) for p in ("closing", "solution", "mapping"))
+    for t in (tagger, fast):
+        assert t.meta["neighbours"] == 2
+        w = t.W_ctx[t.fs.ctx_names.index("next_other:new_topic")]
+        assert w[cl] > w[so] + 1.0
+        w = t.W_ctx[t.fs.ctx_names.index("prev_other:new_topic")]
+        assert w[ma] > w[so] + 0.5
