@@ -346,6 +346,11 @@ def test_register_gives_a_misattributed_ja_back_and_moves_nothing_that_is_right(
     assert ja.speaker == "caller" and ja.prosody["speaker_from_pitch"]["was"] == "counsellor"
     assert [u for u in out if "speaker_from_pitch" in u.prosody] == [ja]
     assert any(t.speaker == "caller" and t.start == ja.start for t in new_turns) and len(new_turns) == len(turns) + 1
+    # the backchannel finder takes the moved «Ja.» as the caller's short turn and keeps the note
+    from speechpipe.prosody.backchannel import short_listener_turns
+
+    bc = [u for u in short_listener_turns(out, new_turns) if "short_turn" in u.prosody and u.start == ja.start]
+    assert len(bc) == 1 and bc[0].speaker == "caller" and bc[0].prosody["speaker_from_pitch"]["was"] == "counsellor"
     for cid in ("dev-001", "dev-007", "dev-012", "dev-014"):
         audio, utts, turns = call(cid)
         before = [u.speaker for u in utts]
