@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from speechpipe.records import ACTS
-from speechpipe.tagging.features import EXCERPT_ROWS, SPK, stack_ref
+from speechpipe.tagging.features import SPK, stack_ref
 from speechpipe.tagging.phases import PHASES, funnel_probability, viterbi_reference
 from speechpipe.tagging.summary import summarise_reference
 from speechpipe.tagging.tagger import ACOUSTIC_BC, BC, GR, NA
@@ -20,7 +20,6 @@ def tag_call_reference(tagger, utterances) -> dict:
     feats = [tagger.fs.text_features_ref(u.text or "") for u in utterances]
     auxes = [f[1] for f in feats]
     ctxs = [tagger.fs.context_ref(speakers, rises, auxes, i) for i in range(len(utterances))]
-    e0 = tagger.fs.n_text - tagger.fs.emb_dim
     if tagger.stacked:  # first pass: act probabilities, then this and neighbouring ones as features
         P1 = []
         for i in range(len(utterances)):
@@ -30,13 +29,12 @@ def tag_call_reference(tagger, utterances) -> dict:
                 s = sum(tagger.W1_text[c, k] for c in cols) + sum(
                     v * tagger.W1_ctx[j, k] for j, v in enumerate(ctx) if v
                 )
-                if tagger.fs.emb_dim:  # the sentence embedding's part (phases-only stacking of tagger-v3)
-                    s += float(auxes[i]["emb"] @ tagger.W1_text[e0:, k])
                 ok = tagger.roles[speakers[i], k] and auxes[i]["n_tokens"] > 0
                 p.append(1.0 / (1.0 + math.exp(-min(max(s + tagger.b1[k], -30.0), 30.0))) if ok else 0.0)
             P1.append(p)
         ctxs = [ctx + stack_ref(speakers, P1, i) for i, ctx in enumerate(ctxs)]
     ems, all_logits = [], []
+    e0 = tagger.fs.n_text - tagger.fs.emb_dim
     for i in range(len(utterances)):
         cols, aux = feats[i]
         ctx = ctxs[i]
@@ -72,8 +70,6 @@ def tag_call_reference(tagger, utterances) -> dict:
         u.phase = PHASES[s]
         logits, cols, ctx, text = all_logits[i]
         pa = tagger.W_pa[s + 4 * (speakers[i] != 0)]
-        if tagger.fs.excerpt and len(utterances) <= EXCERPT_ROWS:  # an excerpt's acts never lean on its phase
-            pa = np.zeros(NA)
         logits = [logits[k] + pa[k] for k in range(NA)]
         ok = [bool(tagger.roles[speakers[i], k]) for k in range(NA)]
         if tagger.gate is not None:

@@ -345,7 +345,7 @@ def test_reopen_rule_admits_every_gold_reopening_and_binds_the_decoder(tagger, f
     """A reopening (solution/closing → mapping, the guide's hourglass) may start only where a caller or a new voice
     raises a new topic, hands the phone over, or answers a what-more, a summary or a goodbye one or two rows before.
     All 37 gold reopenings of the 52 dev calls (four writers) meet the rule while most rows do not, the columnar and
-    the per-utterance cue agree, and no reopening either shipped model decodes on clean text breaks it."""
+    the per-utterance cue agree, and no reopening either shipped model decodes (clean and ASR-like) breaks it."""
     from speechpipe.tagging.features import SPK, encode_calls
     from speechpipe.tagging.phases import PHASES
     from speechpipe.tagging.train import asr_copy, load_gold_dir
@@ -365,19 +365,14 @@ def test_reopen_rule_admits_every_gold_reopening_and_binds_the_decoder(tagger, f
         bc = encode_calls([c["utterances"]])
         want = fast.fs.reopen_cue(bc, fast.fs.text_block(bc.texts)[1])
         assert [fast.fs.reopen_cue_ref(spk, ref_aux, i) for i in range(len(spk))] == want.tolist()
-    clean = encode_calls([c["utterances"] for c in gold])
-    noisy = encode_calls([asr_copy(c, 77 + i)["utterances"] for i, c in enumerate(gold)])
+    calls = [c["utterances"] for c in gold] + [asr_copy(c, 77 + i)["utterances"] for i, c in enumerate(gold)]
+    bb = encode_calls(calls)
     for t in (tagger, fast):
         assert t.reopen_gate
-        off = []
-        for bb in (clean, noisy):
-            p = t.tag_batch(bb)["phase"].astype(np.int64)
-            dec = (bb.row_in_call() > 0) & (np.roll(p, 1) >= 2) & (p == 1)
-            assert dec.sum() >= 30  # the decoder still reopens (about one reopening per gold one)
-            off.append(int((dec & ~t.fs.reopen_cue(bb, t.fs.text_block(bb.texts)[1])).sum()))
-        # Outside the rule a reopening costs log p = −30: on clean text none is decoded; on ASR-like text the stacked
-        # emissions (round 6) may pay it where the noise removed the cue words (1 of 37, a gold reopening).
-        assert off[0] == 0 and off[1] <= 2, off
+        p = t.tag_batch(bb)["phase"].astype(np.int64)
+        dec = (bb.row_in_call() > 0) & (np.roll(p, 1) >= 2) & (p == 1)
+        assert dec.sum() >= 40  # the decoder still reopens (about one reopening per gold one)
+        assert t.fs.reopen_cue(bb, t.fs.text_block(bb.texts)[1])[dec].all()
 
 
 def test_a_summary_is_not_also_information(tagger, fast, shared):
@@ -415,38 +410,7 @@ def test_neighbour_context_2_learned_the_closing_before_a_new_topic(tagger, fast
     cl, so, ma = (NA + PHASES.index(p) for p in ("closing", "solution", "mapping"))
     for t in (tagger, fast):
         assert t.meta["neighbours"] == 2
-        # (smaller since round 6: the stacked act probabilities of the neighbours carry part of the same signal)
         w = t.W_ctx[t.fs.ctx_names.index("next_other:new_topic")]
-        assert w[cl] > w[so] + 0.5
+        assert w[cl] > w[so] + 1.0
         w = t.W_ctx[t.fs.ctx_names.index("prev_other:new_topic")]
-        assert w[ma] > w[so] + 0.15
-
-
-# ---------------------------------------------------------------------- round 6: phases-only stacking, phase → acts
-
-
-def test_phases_only_stacking_and_the_phase_fed_acts(tagger, fast, shared):
-    """Round 6: the act model is its own first pass. Its probabilities at an utterance and its neighbours feed the
-    phase emissions and the reopen model (no second act model is stored: the stacked block has no act weight), and
-    the decoded phase then moves the act logits (``W_phase_act``) — in whole calls only: an utterance tagged alone
-    (a pasted excerpt) gets the same acts as with the phase table removed, while in the 52 dev calls the table
-    changes some acts."""
-    import copy
-
-    from speechpipe.tagging.features import encode_calls
-    from speechpipe.tagging.tagger import NA
-    from speechpipe.tagging.train import load_gold_dir
-
-    gold = load_gold_dir(shared / "tagger-dev")
-    singles = encode_calls([[u] for c in gold[::4] for u in c["utterances"]])
-    calls = encode_calls([c["utterances"] for c in gold])
-    for t in (tagger, fast):
-        assert t.stack_phases and t.stacked and t.meta["training"]["stack_acts"] is False
-        stackw = t.W_ctx[t.fs.n_ctx:]
-        assert not stackw[:, :NA].any() and np.abs(stackw[:, NA:]).max() > 1.0  # phases only, and used
-        assert np.abs(t.W_pa).max() > 0.3
-        flat = copy.copy(t)
-        flat.W_pa = np.zeros_like(t.W_pa)
-        assert np.array_equal(t.tag_batch(singles)["acts"], flat.tag_batch(singles)["acts"])
-        a, b = t.tag_batch(calls)["acts"], flat.tag_batch(calls)["acts"]
-        assert 0 < (a != b).any(axis=1).sum() < 0.1 * len(a)
+        assert w[ma] > w[so] + 0.5

@@ -47,7 +47,6 @@ from scipy.special import expit
 from speechpipe.records import ACTS
 from speechpipe.tagging.arrays import TextEvidence, _call_chunks, _log_softmax, _stack_fill, distinct_rows  # noqa: F401 (re-exported)
 from speechpipe.tagging.features import (
-    EXCERPT_ROWS,
     REOPEN_NAMES,
     REOPEN_STACK,
     SPK,
@@ -128,16 +127,9 @@ class Tagger:
         self.bias = np.asarray(arrays["bias"], dtype=np.float64)
         # Stacked model: a first pass (W1_*, acts only) gives act probabilities whose values at
         # this and neighbouring utterances extend the context block of the second pass.
-        # Phases-only stacking (round 6, ``stack_phases``): the act model is its own first pass, so its
-        # act columns stand in for the first-pass weights and only the phase/reopen models see the stacked block.
-        self.stack_phases = bool(meta.get("stack_phases", False))
-        self.stacked = "W1_text" in arrays or self.stack_phases
+        self.stacked = "W1_text" in arrays
         n_stack = len(stack_names(ACTS)) if self.stacked else 0
-        if self.stack_phases:
-            self.W1_text, self.b1 = self.W_text[:, :NA], self.bias[:NA]
-            self.W1_ctx = self.W_ctx[:self.fs.n_ctx, :NA]
-            self._reo_cols = reopen_stack_cols(ACTS)
-        elif self.stacked:
+        if self.stacked:
             self.W1_text = np.asarray(arrays["W1_text"], dtype=np.float64)
             self.W1_ctx = np.asarray(arrays["W1_ctx"], dtype=np.float64)
             self.b1 = np.asarray(arrays["b1"], dtype=np.float64)
@@ -194,13 +186,7 @@ class Tagger:
                                           np.array(["acoustic:short_turn"], dtype=object)])
         self._acoustic_ev = len(self._all_names) - 1
         # Combined weights of the vectorised path: [first pass | second pass] columns.
-        # _p2: where the second pass's 21 columns start in the combined arrays (0: one pass, or phases-only stacking)
-        self._p2 = NA if self.stacked and not self.stack_phases else 0
-        self._sc = NA if self.stack_phases else 0  # first column the stacked block adds to
-        if self.stack_phases:
-            self._W_text_all, self._W_ctx_all, self._b_all = self.W_text, self.W_ctx[:self.fs.n_ctx], self.bias
-            self._W_stack = np.ascontiguousarray(self.W_ctx[self.fs.n_ctx:, NA:])  # the act columns are zero
-        elif self.stacked:
+        if self.stacked:
             self._W_text_all = np.hstack([self.W1_text, self.W_text])
             self._W_ctx_all = np.hstack([self.W1_ctx, self.W_ctx[:self.fs.n_ctx]])
             self._b_all = np.concatenate([self.b1, self.bias])
@@ -254,7 +240,7 @@ class Tagger:
             return out
         # Text logits of both passes in one product, once per unique text.
         TL = np.asarray(Xt @ self._W_text_all)
-        allowed = self._text_allowed(TL[:, self._p2:self._p2 + NA], aux)
+        allowed = self._text_allowed(TL[:, NA:2 * NA] if self.stacked else TL[:, :NA], aux)
         acts = np.zeros((b.n, NA), dtype=bool)
         em = np.empty((b.n, 4))
         reo = np.empty((b.n, 2)) if self.W_reopen is not None else None
@@ -270,8 +256,8 @@ class Tagger:
             S = None
             if self.stacked:
                 S = _stack_fill(self._first_pass(G[:, :NA], bc, aux), bc)
-                L = G[:, self._p2:]
-                L[:, self._sc:] += S @ self._W_stack
+                L = G[:, NA:]
+                L += S @ self._W_stack
             else:
                 L = G
             em[r0:r1] = _log_softmax(L[:, NA:])
@@ -293,10 +279,7 @@ class Tagger:
         for c0, c1, La, ctx_rows in pending:
             bc = b.calls_slice(c0, c1)
             r0, r1 = b.offsets[c0], b.offsets[c1]
-            pa = self.W_pa[phase[r0:r1].astype(np.int64) + 4 * (bc.spk != 0)]
-            if self.fs.excerpt:  # an excerpt's acts never lean on its decoded phase
-                pa[np.repeat(np.diff(bc.offsets), np.diff(bc.offsets)) <= EXCERPT_ROWS] = 0.0
-            La = La + pa
+            La = La + self.W_pa[phase[r0:r1].astype(np.int64) + 4 * (bc.spk != 0)]
             if logits:
                 La_all[r0:r1] = La
             a = self._decide_acts(La, bc, allowed, aux)
@@ -426,10 +409,7 @@ class Tagger:
         reo = self._reopen(b, aux, reo_C)
         phase = viterbi_batch_torch(em, b.offsets, self.logA, self.logpi, device=dev, reopen=reo)
         pa_row = torch.as_tensor(phase.astype(np.int64) + 4 * (b.spk != 0), device=dev)
-        pa = torch.as_tensor(self.W_pa, device=dev)[pa_row]
-        if self.fs.excerpt:  # an excerpt's acts never lean on its decoded phase
-            pa[torch.as_tensor(np.repeat(np.diff(b.offsets), np.diff(b.offsets)) <= EXCERPT_ROWS, device=dev)] = 0.0
-        La = L[:, :NA] + pa
+        La = L[:, :NA] + torch.as_tensor(self.W_pa, device=dev)[pa_row]
         allowed = self._text_allowed(text_logits[:, :NA].cpu().numpy(), aux)
         spk = b.spk.astype(np.int64)
         ok = self.roles[spk] & allowed[b.text_code]

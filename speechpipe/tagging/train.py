@@ -30,7 +30,6 @@ import scipy.sparse as sp
 
 from speechpipe.records import ACTS, Utterance
 from speechpipe.tagging.features import (
-    EXCERPT_ROWS,
     REOPEN_NAMES,
     REOPEN_STACK,
     TEXT_EXTRA,
@@ -174,7 +173,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         families: bool = True, ngrams_on: bool = True, embedder=None, calibration: dict | None = None,
         thresholds_from_cv: dict | None = None, neighbours: bool | int = False, asr_copies: int = 1,
         nbr_emb: int = 0, guide: list | None = None, guide_copies: int = 0, long_phrases: bool = False,
-        reopen_gate: bool = False, exclusive_acts: tuple = (), stack_acts: bool = True) -> Tagger:
+        reopen_gate: bool = False, exclusive_acts: tuple = ()) -> Tagger:
     """Fit a :class:`Tagger` on gold calls (with an ASR-like copy of each when ``augment``).
 
     With ``stack``, a first-pass act model is fitted too, and its out-of-fold act
@@ -194,9 +193,6 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     reopen cue, :meth:`~speechpipe.tagging.features.FeatureSpace.reopen_cue`; the reopen model is fitted on those rows),
     ``neighbours=2`` (:data:`~speechpipe.tagging.features.NBR_FAMILIES_2`), ``exclusive_acts`` ([winner, loser] pairs
     never given together), ``asr_copies`` (ASR-like copies of every training call, each with its own seed).
-    Round 6: ``stack`` with ``stack_acts=False`` stacks for the phases only: the act model's own out-of-fold
-    probabilities (of the utterance and its neighbours) are features of the phase emissions and the reopen model,
-    while the acts stay single-pass, so the act model is its own first pass (no second act model is stored).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -256,8 +252,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     nt, nc = fs.n_text, fs.n_ctx
     level1 = None
     if stack:
-        if stack_acts:  # phases-only stacking: the act model below is the first pass itself
-            level1 = fit(calls, stack=False, acts_only=True, **kw1)
+        level1 = fit(calls, stack=False, acts_only=True, **kw1)
         S = stack_block(_oof_probs(calls, train, origin, inner_folds, kw1), b)
         X = sp.hstack([X, sp.csr_matrix(S)], format="csr")
         R = np.hstack([R, S[:, reopen_stack_cols(ACTS)]])
@@ -285,14 +280,7 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
     Pa = np.zeros((len(P), 8))
     okp = P >= 0
     Pa[np.nonzero(okp)[0], (P + 4 * (~is_coun))[okp]] = phase_act_scale if phase_acts else 0.0
-    if excerpt:  # an excerpt has no decoded phase worth the name: its acts never lean on one
-        ncall = np.repeat(np.diff(b.offsets), np.diff(b.offsets))
-        Pa[ncall <= EXCERPT_ROWS] = 0.0
     Xa = sp.hstack([X, sp.csr_matrix(Pa)], format="csr")
-    if stack and not stack_acts:  # the act models never see the stacked columns (they are the first pass)
-        keep = np.ones(Xa.shape[1])
-        keep[nt + nc:X.shape[1]] = 0.0
-        Xa = (Xa @ sp.diags(keep)).tocsr()
     W_pa = np.zeros((8, NA))
     for k, a in enumerate(ACTS):
         rows = np.ones(len(spk), bool) if a == "backchannel" else (is_coun if a in COUNSELLOR_ACTS else ~is_coun)
@@ -396,9 +384,6 @@ def fit(calls: list[dict], C: float = 0.5, min_df: int = 2, augment: bool = True
         meta["long_phrases"] = True
     if reopen_gate:
         meta["reopen_gate"] = True
-    if stack and not stack_acts:
-        meta["stack_phases"] = True
-        meta["training"]["stack_acts"] = False
     if exclusive_acts:
         meta["exclusive_acts"] = [list(x) for x in exclusive_acts]
     if guide_copies:
@@ -572,22 +557,18 @@ def save(tagger: Tagger, stem: Path | None = None, extra: dict | None = None) ->
                             "emb_proj": tagger.fs.emb_proj[1].astype(np.float32)}
                            if tagger.fs.emb_proj is not None else {}),
                         **({"W1_text": tagger.W1_text.astype(np.float32), "W1_ctx": tagger.W1_ctx.astype(np.float32),
-                            "b1": tagger.b1.astype(np.float32)}
-                           if tagger.stacked and not tagger.stack_phases else {}))  # phases only: W1 = the act model
+                            "b1": tagger.b1.astype(np.float32)} if tagger.stacked else {}))
     npz = atomic_write_bytes(stem.with_suffix(".npz"), buf.getvalue())
     js = write_json(stem.with_suffix(".json"), meta)
     return js, npz
 
 
 V3 = dict(lemmas=True, embeddings=True, emb_whiten=False, emb_scale=3.0, excerpt=True, gate_p=0.25, lexical=True,
-          tune_thresholds=0, tol=1e-3,
+          stack=False, tune_thresholds=0, tol=1e-3,
           nbr_emb=32,  # v3.1: the other party's cue families (neighbours, below) and embedding next to an utterance
           guide_copies=2, long_phrases=True,  # round 4: the guide's examples as excerpts; long cue phrases match
           reopen_bias=-0.7,  # round 4: the wider new-topic cues reopened too often (writer-group CV: structure 44 → 47)
           reopen_gate=True,  # round 5: a reopening needs a reopen cue (the guide's hourglass)
           neighbours=2,  # v3.1 (True); round 5: 2, the other party's new topic, handover, what-more, goodbye too
-          exclusive_acts=(("summary", "information"),), asr_copies=2,  # round 5: see the model card
-          # round 6: the act model's out-of-fold probabilities (this row and its neighbours) feed the phase and reopen
-          # models, and the decoded phase feeds the acts (never an excerpt's); writer-group CV: phase 0.899 → 0.942
-          stack=True, stack_acts=False, phase_acts=True)
+          exclusive_acts=(("summary", "information"),), asr_copies=2)  # round 5: see the model card
 FAST = dict(V3, embeddings=False)  # tagger-v3-fast: the same without sentence embeddings
